@@ -1,0 +1,244 @@
+//! End-to-end checks of `img2prompt embed-text` and `models` through the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn minilm_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("IMG2PROMPT_MINILM_DIR") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("IMG2PROMPT_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/img2prompt"));
+    let dir = home.join("models/all-MiniLM-L6-v2");
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "all-MiniLM-L6-v2 not in {}: run `img2prompt models fetch all-MiniLM-L6-v2`",
+        dir.display()
+    );
+    dir
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/minilm-cli")
+}
+
+fn img2prompt(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_img2prompt"))
+        .args(args)
+        .env("IMG2PROMPT_HOME", home)
+        .output()
+        .expect("run img2prompt")
+}
+
+/// A cache home whose models/all-MiniLM-L6-v2 is the real checkpoint (symlinked).
+fn home_with_minilm() -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join("models")).unwrap();
+    std::os::unix::fs::symlink(minilm_dir(), home.path().join("models/all-MiniLM-L6-v2")).unwrap();
+    home
+}
+
+fn read_rows(path: &Path) -> Vec<Vec<f32>> {
+    let array: ndarray::Array2<f32> = ndarray_npy::read_npy(path).expect("read npy");
+    array.outer_iter().map(|r| r.to_vec()).collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn embed_text_by_name_reproduces_sentence_transformers_on_unseen_texts() {
+    let home = home_with_minilm();
+    let out_dir = tempfile::tempdir().unwrap();
+    let expected = read_rows(&fixtures().join("expected.npy"));
+    for input in ["texts.jsonl", "texts.txt"] {
+        let output = out_dir.path().join(format!("{input}.npy"));
+        let run = img2prompt(
+            home.path(),
+            &[
+                "embed-text",
+                "--model",
+                "all-MiniLM-L6-v2",
+                "--input",
+                fixtures().join(input).to_str().unwrap(),
+                "--output",
+                output.to_str().unwrap(),
+                "--batch",
+                "8",
+            ],
+        );
+        assert!(run.status.success(), "{input}: {}", stderr(&run));
+        assert!(stderr(&run).contains("texts/s"), "no throughput line: {}", stderr(&run));
+        let rows = read_rows(&output);
+        assert_eq!(rows.len(), expected.len(), "{input}: one row per text");
+        for (i, (got, want)) in rows.iter().zip(&expected).enumerate() {
+            assert_eq!(got.len(), 384);
+            let cos = cosine(got, want);
+            assert!(cos >= 0.9999, "{input} row {i}: cosine {cos}");
+        }
+    }
+}
+
+#[test]
+fn bad_json_line_is_named_and_nothing_is_written() {
+    let home = home_with_minilm();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "{\"text\": \"fine\"}\n{\"text\": \"fine too\"}\n{broken\n").unwrap();
+    let output = dir.path().join("out.npy");
+    let run = img2prompt(
+        home.path(),
+        &[
+            "embed-text",
+            "--model",
+            minilm_dir().to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ],
+    );
+    assert!(!run.status.success());
+    let err = stderr(&run);
+    assert!(err.contains("in.jsonl:3"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one-line error expected: {err}");
+    assert!(!output.exists());
+}
+
+#[test]
+fn missing_input_and_model_without_weights_fail_cleanly() {
+    let home = home_with_minilm();
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.npy");
+    std::fs::write(&output, b"previous contents").unwrap();
+
+    let run = img2prompt(
+        home.path(),
+        &[
+            "embed-text",
+            "--model",
+            "all-MiniLM-L6-v2",
+            "--input",
+            "/no/such/input.txt",
+            "--output",
+            output.to_str().unwrap(),
+        ],
+    );
+    assert!(!run.status.success());
+    assert!(stderr(&run).contains("/no/such/input.txt"), "{}", stderr(&run));
+
+    // A model directory without weights.
+    let model = dir.path().join("broken-model");
+    std::fs::create_dir_all(model.join("1_Pooling")).unwrap();
+    for file in [
+        "config.json",
+        "tokenizer.json",
+        "modules.json",
+        "sentence_bert_config.json",
+        "1_Pooling/config.json",
+    ] {
+        std::fs::copy(minilm_dir().join(file), model.join(file)).unwrap();
+    }
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "hello\n").unwrap();
+    let run = img2prompt(
+        home.path(),
+        &[
+            "embed-text",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ],
+    );
+    assert!(!run.status.success());
+    let err = stderr(&run);
+    assert!(err.contains("model.safetensors"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // The earlier file is untouched, and no temp file is left.
+    assert_eq!(std::fs::read(&output).unwrap(), b"previous contents");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+}
+
+#[test]
+fn unknown_model_and_backend_are_rejected() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "hello\n").unwrap();
+    let output = dir.path().join("out.npy");
+    let run = img2prompt(
+        home.path(),
+        &[
+            "embed-text",
+            "--model",
+            "no-such-model",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ],
+    );
+    assert!(!run.status.success());
+    assert!(stderr(&run).contains("no-such-model"), "{}", stderr(&run));
+
+    let run = img2prompt(
+        home.path(),
+        &[
+            "embed-text",
+            "--model",
+            "x",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--backend",
+            "tpu",
+        ],
+    );
+    assert!(!run.status.success());
+    assert!(stderr(&run).contains("tpu"), "{}", stderr(&run));
+    assert!(!output.exists());
+}
+
+#[test]
+fn models_fetch_from_dir_fills_the_cache() {
+    let home = tempfile::tempdir().unwrap();
+    let run = img2prompt(
+        home.path(),
+        &[
+            "models",
+            "fetch",
+            "all-MiniLM-L6-v2",
+            "--from-dir",
+            minilm_dir().to_str().unwrap(),
+        ],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let dir = home.path().join("models/all-MiniLM-L6-v2");
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout).trim(),
+        dir.to_str().unwrap()
+    );
+    assert_eq!(
+        std::fs::metadata(dir.join("model.safetensors")).unwrap().len(),
+        std::fs::metadata(minilm_dir().join("model.safetensors"))
+            .unwrap()
+            .len()
+    );
+}

@@ -1,0 +1,177 @@
+//! [`SentenceEncoder`]: a loaded checkpoint that turns texts into sentence embeddings.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::config::{BertConfig, Pipeline, SentenceBertConfig};
+use crate::error::{Error, Result};
+use crate::model::BertModel;
+use crate::pooling::{l2_normalize, pool};
+use crate::tokenize::{SentenceTokenizer, TokenizedText};
+use crate::weights::load_bert_weights;
+
+/// Default number of texts run through the model at once.
+pub const DEFAULT_BATCH_SIZE: usize = 32;
+
+/// A sentence-transformers BERT checkpoint loaded on a Burn device.
+///
+/// Texts are tokenised with the checkpoint's tokenizer, truncated at `max_seq_length`, sorted by
+/// length into batches padded to their own longest text, encoded, pooled as the checkpoint's
+/// `modules.json` declares (mean pooling, then `Normalize`, for all-MiniLM-L6-v2) and returned in
+/// input order.
+#[derive(Debug)]
+pub struct SentenceEncoder {
+    model: BertModel,
+    tokenizer: SentenceTokenizer,
+    pipeline: Pipeline,
+    config: BertConfig,
+    device: Device,
+    batch_size: usize,
+    dir: PathBuf,
+}
+
+impl SentenceEncoder {
+    /// Loads a sentence-transformers checkpoint in Hugging Face layout from `dir`:
+    /// `config.json`, `model.safetensors`, `tokenizer.json`, `modules.json`, the pooling
+    /// module's `config.json` and (optionally) `sentence_bert_config.json`.
+    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(Error::MissingFile {
+                path: dir.to_owned(),
+                what: "model directory",
+            });
+        }
+        let config = BertConfig::from_file(&dir.join("config.json"))?;
+        let pipeline = Pipeline::from_dir(dir)?;
+        let st_path = dir.join("sentence_bert_config.json");
+        let max_seq_length = if st_path.is_file() {
+            let st: SentenceBertConfig =
+                crate::config::read_json(&st_path, "sentence-transformers configuration")?;
+            st.max_seq_length
+        } else {
+            config.max_position_embeddings
+        }
+        .min(config.max_position_embeddings);
+        let tokenizer = SentenceTokenizer::from_file(&dir.join("tokenizer.json"), max_seq_length)?;
+        let mut model = BertModel::new(&config, device);
+        load_bert_weights(&mut model, &dir.join("model.safetensors"))?;
+        Ok(Self {
+            model,
+            tokenizer,
+            pipeline,
+            config,
+            device: device.clone(),
+            batch_size: DEFAULT_BATCH_SIZE,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Sets how many texts are run through the model at once (at least 1).
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// The number of texts run through the model at once.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Width of the sentence embeddings (384 for all-MiniLM-L6-v2).
+    pub fn dim(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    /// The model's architecture.
+    pub fn config(&self) -> &BertConfig {
+        &self.config
+    }
+
+    /// The pooling/normalisation pipeline read from `modules.json`.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// The tokenizer, configured with the model's truncation length.
+    pub fn tokenizer(&self) -> &SentenceTokenizer {
+        &self.tokenizer
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The checkpoint directory this encoder was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Encodes `texts` into a `[texts.len(), dim]` tensor, rows in input order.
+    pub fn encode(&self, texts: &[&str]) -> Result<Tensor<2>> {
+        if texts.is_empty() {
+            return Ok(Tensor::zeros([0, self.dim()], &self.device));
+        }
+        let tokens = self.tokenizer.encode_all(texts)?;
+        let mut order: Vec<usize> = (0..tokens.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].ids.len()));
+
+        let mut pieces = Vec::new();
+        for chunk in order.chunks(self.batch_size) {
+            let batch: Vec<&TokenizedText> = chunk.iter().map(|&i| &tokens[i]).collect();
+            pieces.push(self.encode_tokenized(&batch));
+        }
+        let sorted = Tensor::cat(pieces, 0);
+        // Row r of `sorted` holds input order[r]; invert the permutation to restore input order.
+        let mut inverse = vec![0i64; order.len()];
+        for (row, &input) in order.iter().enumerate() {
+            inverse[input] = row as i64;
+        }
+        let inverse = Tensor::<1, Int>::from_data(
+            TensorData::new(inverse, [order.len()]),
+            &self.device,
+        );
+        Ok(sorted.select(0, inverse))
+    }
+
+    /// Encodes `texts` and copies the embeddings to host memory, one `Vec` per text.
+    pub fn encode_vecs(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let dim = self.dim();
+        let flat = self.encode_flat(texts)?;
+        Ok(flat.chunks(dim.max(1)).map(<[f32]>::to_vec).collect())
+    }
+
+    /// Encodes `texts` into one row-major `texts.len() × dim` buffer.
+    pub fn encode_flat(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        let tensor = self.encode(texts)?;
+        tensor
+            .into_data()
+            .into_vec::<f32>()
+            .map_err(|e| Error::Backend(format!("{e:?}")))
+    }
+
+    /// Runs one padded batch: `[batch.len(), dim]` pooled (and, if declared, normalised).
+    fn encode_tokenized(&self, batch: &[&TokenizedText]) -> Tensor<2> {
+        let rows = batch.len();
+        let seq = batch.iter().map(|t| t.ids.len()).max().unwrap_or(0).max(1);
+        let mut ids = vec![0i64; rows * seq];
+        let mut mask = vec![0f32; rows * seq];
+        for (r, text) in batch.iter().enumerate() {
+            for (c, &id) in text.ids.iter().enumerate() {
+                ids[r * seq + c] = i64::from(id);
+                mask[r * seq + c] = 1.0;
+            }
+        }
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, seq]), &self.device);
+        let mask = Tensor::<2>::from_data(TensorData::new(mask, [rows, seq]), &self.device);
+        let hidden = self.model.forward(ids, mask.clone());
+        let pooled = pool(hidden, mask, self.pipeline.pooling);
+        if self.pipeline.normalize {
+            l2_normalize(pooled)
+        } else {
+            pooled
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The BERT encoder, with fields named after the Hugging Face checkpoint keys so that loading
+//! needs only a short rename table (see [`crate::weights`]).
+
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax};
+use burn::tensor::{Device, Int, Tensor};
+
+use crate::config::{Activation, BertConfig};
+
+/// Token, position and segment embeddings followed by a LayerNorm.
+#[derive(Module, Debug)]
+pub struct BertEmbeddings {
+    /// `embeddings.word_embeddings`.
+    pub word_embeddings: Embedding,
+    /// `embeddings.position_embeddings`.
+    pub position_embeddings: Embedding,
+    /// `embeddings.token_type_embeddings`.
+    pub token_type_embeddings: Embedding,
+    /// `embeddings.LayerNorm`.
+    pub layer_norm: LayerNorm,
+}
+
+/// Multi-head self-attention projections (`attention.self`).
+#[derive(Module, Debug)]
+pub struct BertSelfAttention {
+    /// Query projection.
+    pub query: Linear,
+    /// Key projection.
+    pub key: Linear,
+    /// Value projection.
+    pub value: Linear,
+}
+
+/// Output projection and residual LayerNorm (`attention.output` and `output`).
+#[derive(Module, Debug)]
+pub struct BertResidualOutput {
+    /// Projection back to the hidden width.
+    pub dense: Linear,
+    /// LayerNorm over `dense(x) + residual`.
+    pub layer_norm: LayerNorm,
+}
+
+/// The attention block (`attention`).
+#[derive(Module, Debug)]
+pub struct BertAttention {
+    /// Q/K/V projections (`attention.self` in HF checkpoints).
+    pub self_attention: BertSelfAttention,
+    /// Output projection + residual LayerNorm.
+    pub output: BertResidualOutput,
+}
+
+/// The feed-forward expansion (`intermediate`).
+#[derive(Module, Debug)]
+pub struct BertIntermediate {
+    /// Expansion to `intermediate_size`.
+    pub dense: Linear,
+}
+
+/// One post-LN transformer layer (`encoder.layer.N`).
+#[derive(Module, Debug)]
+pub struct BertLayer {
+    /// Self-attention block.
+    pub attention: BertAttention,
+    /// Feed-forward expansion.
+    pub intermediate: BertIntermediate,
+    /// Feed-forward contraction + residual LayerNorm.
+    pub output: BertResidualOutput,
+}
+
+/// The stack of layers (`encoder`).
+#[derive(Module, Debug)]
+pub struct BertEncoder {
+    /// `encoder.layer.N`.
+    pub layer: Vec<BertLayer>,
+}
+
+/// A BERT encoder without the pooler head (sentence-transformers does not use it).
+#[derive(Module, Debug)]
+pub struct BertModel {
+    /// Input embeddings.
+    pub embeddings: BertEmbeddings,
+    /// Transformer layers.
+    pub encoder: BertEncoder,
+    num_heads: usize,
+    #[module(skip)]
+    activation: Activation,
+}
+
+impl BertModel {
+    /// Creates a randomly initialised model of the given shape on `device`.
+    pub fn new(config: &BertConfig, device: &Device) -> Self {
+        let h = config.hidden_size;
+        let eps = config.layer_norm_eps;
+        let linear = |i: usize, o: usize| LinearConfig::new(i, o).init(device);
+        let norm = || LayerNormConfig::new(h).with_epsilon(eps).init(device);
+        let layers = (0..config.num_hidden_layers)
+            .map(|_| BertLayer {
+                attention: BertAttention {
+                    self_attention: BertSelfAttention {
+                        query: linear(h, h),
+                        key: linear(h, h),
+                        value: linear(h, h),
+                    },
+                    output: BertResidualOutput {
+                        dense: linear(h, h),
+                        layer_norm: norm(),
+                    },
+                },
+                intermediate: BertIntermediate {
+                    dense: linear(h, config.intermediate_size),
+                },
+                output: BertResidualOutput {
+                    dense: linear(config.intermediate_size, h),
+                    layer_norm: norm(),
+                },
+            })
+            .collect();
+        Self {
+            embeddings: BertEmbeddings {
+                word_embeddings: EmbeddingConfig::new(config.vocab_size, h).init(device),
+                position_embeddings: EmbeddingConfig::new(config.max_position_embeddings, h)
+                    .init(device),
+                token_type_embeddings: EmbeddingConfig::new(config.type_vocab_size, h)
+                    .init(device),
+                layer_norm: norm(),
+            },
+            encoder: BertEncoder { layer: layers },
+            num_heads: config.num_attention_heads,
+            activation: config.activation(),
+        }
+    }
+
+    /// Runs the encoder.
+    ///
+    /// `input_ids` is `[batch, seq]`; `mask` is `[batch, seq]` with 1.0 for real tokens and 0.0
+    /// for padding. Returns the last hidden states `[batch, seq, hidden]`.
+    pub fn forward(&self, input_ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<3> {
+        let device = input_ids.device();
+        let [batch, seq] = input_ids.dims();
+        let positions = Tensor::<1, Int>::arange(0..seq as i64, &device)
+            .reshape([1, seq])
+            .expand([batch, seq]);
+        let segments = Tensor::<2, Int>::zeros([batch, seq], &device);
+        let e = &self.embeddings;
+        let hidden = e.word_embeddings.forward(input_ids)
+            + e.position_embeddings.forward(positions)
+            + e.token_type_embeddings.forward(segments);
+        let mut hidden = e.layer_norm.forward(hidden);
+
+        // Additive attention bias: 0 for real keys, a large negative number for padding,
+        // as HF does with (1 - mask) * finfo(float32).min.
+        let bias = (mask.neg() + 1.0).mul_scalar(-1.0e9_f32).reshape([batch, 1, 1, seq]);
+        for layer in &self.encoder.layer {
+            hidden = self.layer_forward(layer, hidden, bias.clone());
+        }
+        hidden
+    }
+
+    fn layer_forward(&self, layer: &BertLayer, x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
+        let [batch, seq, width] = x.dims();
+        let heads = self.num_heads;
+        let head_dim = width / heads;
+        let split = |t: Tensor<3>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
+        let attn = &layer.attention.self_attention;
+        let q = split(attn.query.forward(x.clone()));
+        let k = split(attn.key.forward(x.clone()));
+        let v = split(attn.value.forward(x.clone()));
+        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (head_dim as f64).sqrt()) + bias;
+        let context = softmax(scores, 3)
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([batch, seq, width]);
+        let out = &layer.attention.output;
+        let x = out.layer_norm.forward(out.dense.forward(context) + x);
+        let inner = layer.intermediate.dense.forward(x.clone());
+        let inner = match self.activation {
+            Activation::Gelu => gelu(inner),
+            Activation::GeluTanh => gelu_approximate(inner),
+            Activation::Relu => relu(inner),
+        };
+        let out = &layer.output;
+        out.layer_norm.forward(out.dense.forward(inner) + x)
+    }
+}

@@ -1,0 +1,96 @@
+//! Parity with Python's sentence-transformers on the real all-MiniLM-L6-v2 checkpoint.
+
+mod common;
+
+use common::*;
+use sentence_encoder::SentenceEncoder;
+
+#[test]
+fn token_ids_match_reference_including_truncation() {
+    let encoder = SentenceEncoder::load(minilm_dir(), &cpu_device()).expect("load");
+    assert_eq!(encoder.tokenizer().max_length(), 256);
+    let texts = fixture_texts();
+    let expected = fixture_token_ids();
+    assert!(texts.len() >= 100);
+    assert!(
+        expected.iter().any(|ids| ids.len() == 256),
+        "the fixture must contain a truncated text"
+    );
+    for (i, (text, want)) in texts.iter().zip(&expected).enumerate() {
+        let got = encoder.tokenizer().encode(text).expect("tokenize");
+        assert_eq!(&got.ids, want, "text {i}: {text:?}");
+    }
+}
+
+#[test]
+fn embeddings_match_sentence_transformers() {
+    let encoder = SentenceEncoder::load(minilm_dir(), &cpu_device()).expect("load");
+    let texts = fixture_texts();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let expected = fixture_embeddings();
+    let got = encoder.encode_vecs(&refs).expect("encode");
+    assert_eq!(got.len(), expected.len());
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(g.len(), 384);
+        let cos = cosine(g, e);
+        assert!(cos >= 0.9999, "text {i} {:?}: cosine {cos}", texts[i]);
+        let norm: f32 = g.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "text {i}: Normalize module not applied ({norm})");
+    }
+}
+
+#[test]
+fn batching_and_order_do_not_change_results() {
+    let texts = fixture_texts();
+    let refs: Vec<&str> = texts.iter().take(24).map(String::as_str).collect();
+    let device = cpu_device();
+    let batched = SentenceEncoder::load(minilm_dir(), &device)
+        .expect("load")
+        .with_batch_size(7);
+    let single = SentenceEncoder::load(minilm_dir(), &device)
+        .expect("load")
+        .with_batch_size(1);
+    let a = batched.encode_vecs(&refs).expect("encode batched");
+    let b = single.encode_vecs(&refs).expect("encode one by one");
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!(cosine(x, y) >= 0.99999, "text {i} differs between padded and unpadded runs");
+    }
+    // Reversed input gives reversed output.
+    let reversed: Vec<&str> = refs.iter().rev().copied().collect();
+    let c = batched.encode_vecs(&reversed).expect("encode reversed");
+    for (i, row) in c.iter().enumerate() {
+        assert!(cosine(row, &a[refs.len() - 1 - i]) >= 0.99999);
+    }
+}
+
+#[test]
+fn empty_input_gives_empty_output() {
+    let encoder = SentenceEncoder::load(minilm_dir(), &cpu_device()).expect("load");
+    let out = encoder.encode(&[]).expect("encode nothing");
+    assert_eq!(out.dims(), [0, 384]);
+}
+
+#[test]
+fn encoder_is_send_and_sync_and_serves_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<SentenceEncoder>();
+
+    let encoder = SentenceEncoder::load(minilm_dir(), &cpu_device()).expect("load");
+    let texts = fixture_texts();
+    let expected = fixture_embeddings();
+    std::thread::scope(|scope| {
+        for t in 0..2 {
+            let encoder = &encoder;
+            let texts = &texts;
+            let expected = &expected;
+            scope.spawn(move || {
+                let idx = [t, t + 2, t + 4];
+                let refs: Vec<&str> = idx.iter().map(|&i| texts[i].as_str()).collect();
+                let got = encoder.encode_vecs(&refs).expect("encode in thread");
+                for (row, &i) in got.iter().zip(&idx) {
+                    assert!(cosine(row, &expected[i]) >= 0.9999);
+                }
+            });
+        }
+    });
+}
