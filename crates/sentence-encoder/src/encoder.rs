@@ -148,7 +148,7 @@ impl SentenceEncoder {
         let tensor = self.encode(texts)?;
         tensor
             .into_data()
-            .into_vec::<f32>()
+            .try_into_vec::<f32>()
             .map_err(|e| Error::Backend(format!("{e:?}")))
     }
 
