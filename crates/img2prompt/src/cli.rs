@@ -35,6 +35,9 @@ pub enum Command {
     /// Embed texts: pooled sentence embeddings (sentence model) or projected CLIP text
     /// embeddings (CLIP model), written as float32 .npy [n, d] in input order.
     EmbedText(EmbedTextArgs),
+    /// Embed images with a CLIP model: projected image embeddings, float32 .npy [n, d] in
+    /// argument order.
+    EmbedImage(EmbedImageArgs),
 }
 
 /// `models` sub-commands.
@@ -88,6 +91,23 @@ pub struct EmbedTextArgs {
     pub runtime: RuntimeArgs,
 }
 
+/// `embed-image` arguments.
+#[derive(Debug, Args)]
+pub struct EmbedImageArgs {
+    /// A CLIP model directory in HF layout, or a known model name resolved in the cache.
+    #[arg(long)]
+    pub model: String,
+    /// Output .npy file (float32, [n, d]).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Backend and batch size.
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// Image files (PNG, JPEG, GIF, WebP, BMP, TIFF).
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let cache = ModelCache::from_env();
@@ -104,6 +124,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
         },
         Command::EmbedText(args) => embed_text(&cache, &args),
+        Command::EmbedImage(args) => embed_image(&cache, &args),
     }
 }
 
@@ -125,10 +146,13 @@ fn embed_text(cache: &ModelCache, args: &EmbedTextArgs) -> Result<()> {
             (flat, encoder.dim(), load_time, start)
         }
         ModelKind::Clip => {
-            return Err(Error::Model {
-                name: args.model.clone(),
-                message: "CLIP text embedding is not available in this build yet".to_owned(),
-            });
+            let load_start = Instant::now();
+            let model = clip_encoder::ClipTextModel::load(&model_dir, &device)?
+                .with_batch_size(args.runtime.batch);
+            let load_time = load_start.elapsed();
+            let start = Instant::now();
+            let (flat, [_, dim]) = clip_encoder::tensor_to_vec(model.embed_texts(&refs)?)?;
+            (flat, dim, load_time, start)
         }
     };
     let elapsed = start.elapsed();
@@ -140,6 +164,35 @@ fn embed_text(cache: &ModelCache, args: &EmbedTextArgs) -> Result<()> {
         texts.len(),
         dim,
         elapsed.as_secs_f64(),
+        args.runtime.batch,
+        load_time.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn embed_image(cache: &ModelCache, args: &EmbedImageArgs) -> Result<()> {
+    check_output_path(&args.output, "npy")?;
+    let model_dir = cache.resolve(&args.model)?;
+    if model_kind(&model_dir)? != ModelKind::Clip {
+        return Err(Error::Model {
+            name: args.model.clone(),
+            message: "embed-image needs a CLIP model (config.json model_type \"clip\")".to_owned(),
+        });
+    }
+    let backend = args.runtime.backend.unwrap_or_default();
+    let device = backend.device()?;
+    let load_start = Instant::now();
+    let model = clip_encoder::ClipVisionModel::load(&model_dir, &device)?
+        .with_batch_size(args.runtime.batch);
+    let load_time = load_start.elapsed();
+    let start = Instant::now();
+    let (flat, [rows, dim]) = clip_encoder::tensor_to_vec(model.embed_image_files(&args.images)?)?;
+    let elapsed = start.elapsed();
+    write_npy_atomic(&args.output, flat, rows, dim)?;
+    eprintln!(
+        "embedded {rows} images -> [{rows}, {dim}] in {:.2}s ({:.1} images/s on {backend}, batch {}; model load {:.2}s)",
+        elapsed.as_secs_f64(),
+        rows as f64 / elapsed.as_secs_f64().max(1e-9),
         args.runtime.batch,
         load_time.as_secs_f64()
     );

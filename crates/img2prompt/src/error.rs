@@ -50,6 +50,9 @@ pub enum Error {
     /// The sentence encoder failed to load or run.
     #[error(transparent)]
     Sentence(#[from] sentence_encoder::Error),
+    /// The CLIP encoder failed to load or run.
+    #[error(transparent)]
+    Clip(#[from] clip_encoder::Error),
     /// The backend failed to compute or read back a result.
     #[error("backend error: {0}")]
     Backend(String),

@@ -19,5 +19,6 @@ pub mod texts;
 
 pub use backend::Backend;
 pub use cache::{KNOWN_MODELS, KnownModel, ModelCache, ModelKind};
+pub use clip_encoder;
 pub use error::{Error, Result};
 pub use sentence_encoder;

@@ -120,7 +120,11 @@ mod tests {
     #[test]
     fn txt_lines_keep_empty_texts_but_not_the_final_newline() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write(dir.path(), "a.txt", "one\r\n\n  three \nvier ü\n".as_bytes());
+        let path = write(
+            dir.path(),
+            "a.txt",
+            "one\r\n\n  three \nvier ü\n".as_bytes(),
+        );
         assert_eq!(
             read_texts(&path, &["text"]).unwrap(),
             vec!["one", "", "  three ", "vier ü"]
@@ -148,12 +152,18 @@ mod tests {
 
         let path = write(dir.path(), "missing.jsonl", b"{\"prompt\": \"p\"}\n");
         let err = read_texts(&path, &["text"]).unwrap_err().to_string();
-        assert!(err.contains("missing.jsonl:1: missing string field \"text\""), "{err}");
+        assert!(
+            err.contains("missing.jsonl:1: missing string field \"text\""),
+            "{err}"
+        );
         assert_eq!(read_texts(&path, &["text", "prompt"]).unwrap(), vec!["p"]);
 
         let path = write(dir.path(), "num.jsonl", b"{\"text\": 3}\n");
         let err = read_texts(&path, &["text"]).unwrap_err().to_string();
-        assert!(err.contains("num.jsonl:1: field \"text\" must be a string"), "{err}");
+        assert!(
+            err.contains("num.jsonl:1: field \"text\" must be a string"),
+            "{err}"
+        );
     }
 
     #[test]

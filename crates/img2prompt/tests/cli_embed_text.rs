@@ -1,7 +1,11 @@
 //! End-to-end checks of `img2prompt embed-text` and `models` through the real binary.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use common::{cosine, read_rows};
 
 fn minilm_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("IMG2PROMPT_MINILM_DIR") {
@@ -9,7 +13,9 @@ fn minilm_dir() -> PathBuf {
     }
     let home = std::env::var_os("IMG2PROMPT_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/img2prompt"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/img2prompt")
+        });
     let dir = home.join("models/all-MiniLM-L6-v2");
     assert!(
         dir.join("model.safetensors").is_file(),
@@ -39,18 +45,6 @@ fn home_with_minilm() -> tempfile::TempDir {
     home
 }
 
-fn read_rows(path: &Path) -> Vec<Vec<f32>> {
-    let array: ndarray::Array2<f32> = ndarray_npy::read_npy(path).expect("read npy");
-    array.outer_iter().map(|r| r.to_vec()).collect()
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
-    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
-}
-
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -77,7 +71,11 @@ fn embed_text_by_name_reproduces_sentence_transformers_on_unseen_texts() {
             ],
         );
         assert!(run.status.success(), "{input}: {}", stderr(&run));
-        assert!(stderr(&run).contains("texts/s"), "no throughput line: {}", stderr(&run));
+        assert!(
+            stderr(&run).contains("texts/s"),
+            "no throughput line: {}",
+            stderr(&run)
+        );
         let rows = read_rows(&output);
         assert_eq!(rows.len(), expected.len(), "{input}: one row per text");
         for (i, (got, want)) in rows.iter().zip(&expected).enumerate() {
@@ -93,7 +91,11 @@ fn bad_json_line_is_named_and_nothing_is_written() {
     let home = home_with_minilm();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
-    std::fs::write(&input, "{\"text\": \"fine\"}\n{\"text\": \"fine too\"}\n{broken\n").unwrap();
+    std::fs::write(
+        &input,
+        "{\"text\": \"fine\"}\n{\"text\": \"fine too\"}\n{broken\n",
+    )
+    .unwrap();
     let output = dir.path().join("out.npy");
     let run = img2prompt(
         home.path(),
@@ -110,7 +112,11 @@ fn bad_json_line_is_named_and_nothing_is_written() {
     assert!(!run.status.success());
     let err = stderr(&run);
     assert!(err.contains("in.jsonl:3"), "{err}");
-    assert_eq!(err.trim().lines().count(), 1, "one-line error expected: {err}");
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "one-line error expected: {err}"
+    );
     assert!(!output.exists());
 }
 
@@ -134,7 +140,11 @@ fn missing_input_and_model_without_weights_fail_cleanly() {
         ],
     );
     assert!(!run.status.success());
-    assert!(stderr(&run).contains("/no/such/input.txt"), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("/no/such/input.txt"),
+        "{}",
+        stderr(&run)
+    );
 
     // A model directory without weights.
     let model = dir.path().join("broken-model");
@@ -236,7 +246,9 @@ fn models_fetch_from_dir_fills_the_cache() {
         dir.to_str().unwrap()
     );
     assert_eq!(
-        std::fs::metadata(dir.join("model.safetensors")).unwrap().len(),
+        std::fs::metadata(dir.join("model.safetensors"))
+            .unwrap()
+            .len(),
         std::fs::metadata(minilm_dir().join("model.safetensors"))
             .unwrap()
             .len()

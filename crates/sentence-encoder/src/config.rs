@@ -198,7 +198,11 @@ impl PoolingMode {
             (file.pooling_mode_max_tokens, Self::Max),
             (file.pooling_mode_mean_sqrt_len_tokens, Self::MeanSqrtLen),
         ];
-        let chosen: Vec<Self> = modes.iter().filter(|(on, _)| *on).map(|(_, m)| *m).collect();
+        let chosen: Vec<Self> = modes
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, m)| *m)
+            .collect();
         match chosen.as_slice() {
             [one] => Ok(*one),
             [] => Err(Error::Config {

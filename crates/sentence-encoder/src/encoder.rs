@@ -129,10 +129,8 @@ impl SentenceEncoder {
         for (row, &input) in order.iter().enumerate() {
             inverse[input] = row as i64;
         }
-        let inverse = Tensor::<1, Int>::from_data(
-            TensorData::new(inverse, [order.len()]),
-            &self.device,
-        );
+        let inverse =
+            Tensor::<1, Int>::from_data(TensorData::new(inverse, [order.len()]), &self.device);
         Ok(sorted.select(0, inverse))
     }
 

@@ -121,8 +121,7 @@ impl BertModel {
                 word_embeddings: EmbeddingConfig::new(config.vocab_size, h).init(device),
                 position_embeddings: EmbeddingConfig::new(config.max_position_embeddings, h)
                     .init(device),
-                token_type_embeddings: EmbeddingConfig::new(config.type_vocab_size, h)
-                    .init(device),
+                token_type_embeddings: EmbeddingConfig::new(config.type_vocab_size, h).init(device),
                 layer_norm: norm(),
             },
             encoder: BertEncoder { layer: layers },
@@ -150,7 +149,9 @@ impl BertModel {
 
         // Additive attention bias: 0 for real keys, a large negative number for padding,
         // as HF does with (1 - mask) * finfo(float32).min.
-        let bias = (mask.neg() + 1.0).mul_scalar(-1.0e9_f32).reshape([batch, 1, 1, seq]);
+        let bias = (mask.neg() + 1.0)
+            .mul_scalar(-1.0e9_f32)
+            .reshape([batch, 1, 1, seq]);
         for layer in &self.encoder.layer {
             hidden = self.layer_forward(layer, hidden, bias.clone());
         }
@@ -161,16 +162,21 @@ impl BertModel {
         let [batch, seq, width] = x.dims();
         let heads = self.num_heads;
         let head_dim = width / heads;
-        let split = |t: Tensor<3>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
+        // Dense layers run on [batch * seq, width]: one large GEMM instead of `batch` small ones.
+        let x = x.reshape([batch * seq, width]);
+        let split = |t: Tensor<2>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
         let attn = &layer.attention.self_attention;
         let q = split(attn.query.forward(x.clone()));
         let k = split(attn.key.forward(x.clone()));
         let v = split(attn.value.forward(x.clone()));
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (head_dim as f64).sqrt()) + bias;
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar(1.0 / (head_dim as f64).sqrt())
+            + bias;
         let context = softmax(scores, 3)
             .matmul(v)
             .swap_dims(1, 2)
-            .reshape([batch, seq, width]);
+            .reshape([batch * seq, width]);
         let out = &layer.attention.output;
         let x = out.layer_norm.forward(out.dense.forward(context) + x);
         let inner = layer.intermediate.dense.forward(x.clone());
@@ -180,6 +186,8 @@ impl BertModel {
             Activation::Relu => relu(inner),
         };
         let out = &layer.output;
-        out.layer_norm.forward(out.dense.forward(inner) + x)
+        out.layer_norm
+            .forward(out.dense.forward(inner) + x)
+            .reshape([batch, seq, width])
     }
 }

@@ -25,7 +25,9 @@ pub fn pool(hidden: Tensor<3>, mask: Tensor<2>, mode: PoolingMode) -> Tensor<2> 
             // as sentence-transformers does with -1e9.
             let mask3 = mask.reshape([batch, seq, 1]);
             let penalty = (mask3.clone().neg() + 1.0).mul_scalar(-1.0e9_f32);
-            (hidden * mask3 + penalty).max_dim(1).reshape([batch, width])
+            (hidden * mask3 + penalty)
+                .max_dim(1)
+                .reshape([batch, width])
         }
     }
 }

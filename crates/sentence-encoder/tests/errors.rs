@@ -58,8 +58,11 @@ fn missing_weights_are_named() {
 #[test]
 fn corrupt_safetensors_is_an_error() {
     let dir = checkpoint_copy(false);
-    std::fs::write(dir.path().join("model.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
-        .unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors"),
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all",
+    )
+    .unwrap();
     let err = load(dir.path()).expect_err("must fail");
     assert!(matches!(err, Error::Weights { .. }), "{err:?}");
     assert!(err.to_string().contains("model.safetensors"), "{err}");

@@ -35,7 +35,10 @@ fn embeddings_match_sentence_transformers() {
         let cos = cosine(g, e);
         assert!(cos >= 0.9999, "text {i} {:?}: cosine {cos}", texts[i]);
         let norm: f32 = g.iter().map(|x| x * x).sum::<f32>().sqrt();
-        assert!((norm - 1.0).abs() < 1e-4, "text {i}: Normalize module not applied ({norm})");
+        assert!(
+            (norm - 1.0).abs() < 1e-4,
+            "text {i}: Normalize module not applied ({norm})"
+        );
     }
 }
 
@@ -53,7 +56,10 @@ fn batching_and_order_do_not_change_results() {
     let a = batched.encode_vecs(&refs).expect("encode batched");
     let b = single.encode_vecs(&refs).expect("encode one by one");
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!(cosine(x, y) >= 0.99999, "text {i} differs between padded and unpadded runs");
+        assert!(
+            cosine(x, y) >= 0.99999,
+            "text {i} differs between padded and unpadded runs"
+        );
     }
     // Reversed input gives reversed output.
     let reversed: Vec<&str> = refs.iter().rev().copied().collect();

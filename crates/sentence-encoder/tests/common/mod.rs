@@ -54,8 +54,7 @@ pub fn fixture_embeddings() -> Vec<Vec<f32>> {
 
 /// The reference token ids from the sentence-transformers tokenizer (truncated at 256).
 pub fn fixture_token_ids() -> Vec<Vec<u32>> {
-    let text =
-        std::fs::read_to_string(fixture_dir().join("token_ids.jsonl")).expect("fixture ids");
+    let text = std::fs::read_to_string(fixture_dir().join("token_ids.jsonl")).expect("fixture ids");
     text.lines()
         .map(|line| serde_json::from_str(line).expect("ids JSON"))
         .collect()
@@ -64,7 +63,11 @@ pub fn fixture_token_ids() -> Vec<Vec<u32>> {
 /// Cosine similarity of two vectors.
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len(), "vector widths differ");
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
     let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb)

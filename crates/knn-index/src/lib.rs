@@ -1,0 +1,90 @@
+//! # knn-index
+//!
+//! Top-k search over CLIP-style embeddings with [FAISS](https://github.com/facebookresearch/faiss),
+//! plus the store of what each neighbour carries (its prompt text and its target vector), persisted
+//! in a checked, crash-safe index directory.
+//!
+//! * [`KeyIndex`]: a safe, `Send + Sync` wrapper over a FAISS index built from any
+//!   `index_factory` string or a preset ([`IndexSpec`]: `exact`, `hnsw`, `ivf`, `ivf-pq`); inner
+//!   product over L2-normalised keys (cosine), normalisation done here on add and on query; u64
+//!   ids; batch search returning `(id, score)` best first; per-call knobs ([`SearchParams`]).
+//! * [`PayloadStore`]: prompt texts and `target_dim`-wide f32 vectors by row, memory-mapped.
+//! * [`IndexWriter`]: builds an index directory in resumable chunks, then swaps it into place
+//!   atomically; [`PromptIndex`]: opens one, verifying format version, dims, sizes and xxh3
+//!   checksums of every file ([`LoadOptions`] to opt out of hashing).
+//!
+//! ## Index directory (format version 1)
+//!
+//! | file | content |
+//! | --- | --- |
+//! | `manifest.json` | [`Manifest`]: format name/version, count, dims, metric, spec and FAISS factory string, default knobs, model names, per-file size + xxh3, and its own xxh3 |
+//! | `keys.faiss` | the FAISS index (`faiss::write_index`); labels are row numbers |
+//! | `ids.u64` | row → id, little-endian u64 |
+//! | `id_lookup.u64` | `(id, row)` pairs sorted by id, little-endian u64 |
+//! | `prompts.txt` | prompt texts, each followed by `\n` |
+//! | `prompt_offsets.u64` | `count + 1` byte offsets into `prompts.txt` |
+//! | `targets.f32` | `count × target_dim` little-endian f32, row-major |
+//!
+//! Other files in the directory (e.g. a `head.safetensors` added by another crate) are ignored.
+//!
+//! ## Building FAISS
+//!
+//! The `faiss` crate's `static` feature builds the vendored FAISS (1.12) with cmake; on Debian
+//! or Ubuntu it needs `cmake`, a C++17 compiler, `libopenblas-dev` and `liblapack-dev`
+//! (and links `libgomp`).
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use knn_index::{IndexConfig, IndexSpec, IndexWriter, PromptIndex, SearchParams};
+//! # fn main() -> knn_index::Result<()> {
+//! let config = IndexConfig::new(512, 384, IndexSpec::Hnsw)
+//!     .with_models("clip-vit-base-patch32", "all-MiniLM-L6-v2");
+//! let mut w = IndexWriter::resume("my-index", config)?; // continues an interrupted build
+//! # let (ids, keys, prompts, targets): (Vec<u64>, Vec<f32>, Vec<String>, Vec<f32>) = todo!();
+//! w.append(&ids, &keys, &prompts, &targets)?;
+//! w.finish()?;
+//! let index = PromptIndex::open("my-index")?;
+//! # let query: Vec<f32> = todo!();
+//! for n in &index.neighbours(&query, 100, &SearchParams::default())?[0] {
+//!     println!("{} {:.3} {}", n.id, n.score, n.prompt);
+//! }
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+#![deny(unsafe_code)] // allowed in `sys` only
+
+mod error;
+mod keys;
+mod manifest;
+mod mapped;
+mod payload;
+mod spec;
+mod store;
+pub mod synth;
+mod sys;
+mod writer;
+
+pub use error::{Error, Result};
+pub use keys::{KeyIndex, l2_normalize};
+pub use manifest::{
+    DATA_FILES, FORMAT_NAME, FORMAT_VERSION, FileEntry, ID_LOOKUP_FILE, IDS_FILE, KEYS_FILE,
+    MANIFEST_FILE, METRIC, Manifest, OFFSETS_FILE, PROMPTS_FILE, TARGETS_FILE, hash_file,
+};
+pub use payload::PayloadStore;
+pub use spec::{
+    HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, IVF_NPROBE_DIVISOR, IndexSpec, SearchParams, ivf_nlist,
+};
+pub use store::{LoadOptions, Neighbour, PromptIndex};
+pub use writer::{IndexConfig, IndexWriter, STAGED_KEYS_FILE, STAGING_FILE, build_index};
+
+#[cfg(test)]
+mod send_sync {
+    fn assert_send_sync<T: Send + Sync>() {}
+    #[test]
+    fn wrappers_are_send_sync() {
+        assert_send_sync::<crate::KeyIndex>();
+        assert_send_sync::<crate::PromptIndex>();
+    }
+}

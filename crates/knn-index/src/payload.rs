@@ -1,0 +1,149 @@
+//! [`PayloadStore`]: the per-row prompt text and target vector, memory-mapped.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::manifest::{OFFSETS_FILE, PROMPTS_FILE, TARGETS_FILE};
+use crate::mapped::{MappedF32, MappedFile, MappedU64};
+
+/// Prompt texts and target vectors of an index directory, by row, memory-mapped (nothing is
+/// copied into RAM; the OS pages data in on access).
+///
+/// Files: `prompts.txt` holds each prompt followed by `\n` (a prompt may itself contain
+/// newlines: the offsets, not the line breaks, delimit entries); `prompt_offsets.u64` holds
+/// `count + 1` little-endian u64 byte offsets, entry `i` spanning `offsets[i]..offsets[i+1]`
+/// (including its trailing `\n`); `targets.f32` holds `count × target_dim` little-endian f32,
+/// row-major.
+///
+/// Accessors check bounds and UTF-8 on every call and return errors instead of panicking, even
+/// when a damaged directory was opened with checksum verification turned off.
+#[derive(Debug)]
+pub struct PayloadStore {
+    prompts: MappedFile,
+    offsets: MappedU64,
+    targets: MappedF32,
+    target_dim: usize,
+    count: usize,
+}
+
+impl PayloadStore {
+    /// Map the payload files of `dir` for `count` rows of `target_dim`-wide targets;
+    /// `prompt_bytes` is the size of `prompts.txt` the manifest records.
+    pub(crate) fn open(
+        dir: &Path,
+        count: u64,
+        target_dim: usize,
+        prompt_bytes: u64,
+    ) -> Result<Self> {
+        let offsets = MappedU64::open(&dir.join(OFFSETS_FILE), count.saturating_add(1))?;
+        let targets = MappedF32::open(
+            &dir.join(TARGETS_FILE),
+            count.saturating_mul(target_dim as u64),
+        )?;
+        let prompts = MappedFile::open(&dir.join(PROMPTS_FILE), prompt_bytes)?;
+        let offs = offsets.as_slice();
+        if offs.first() != Some(&0) || offs.last() != Some(&prompt_bytes) {
+            return Err(Error::corrupt(
+                offsets.path(),
+                format!(
+                    "offsets must start at 0 and end at the size of {PROMPTS_FILE} ({prompt_bytes})"
+                ),
+            ));
+        }
+        Ok(PayloadStore {
+            prompts,
+            offsets,
+            targets,
+            target_dim,
+            count: count as usize,
+        })
+    }
+
+    /// Full consistency check: offsets non-decreasing, every entry valid UTF-8 ending in `\n`.
+    pub(crate) fn verify(&self) -> Result<()> {
+        let offs = self.offsets.as_slice();
+        if offs.windows(2).any(|w| w[0] > w[1]) {
+            return Err(Error::corrupt(self.offsets.path(), "offsets decrease"));
+        }
+        if std::str::from_utf8(self.prompts.bytes()).is_err() {
+            return Err(Error::corrupt(self.prompts.path(), "not valid UTF-8"));
+        }
+        for row in 0..self.count {
+            self.prompt(row)?;
+        }
+        Ok(())
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether there is no row.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Width of the target vectors.
+    pub fn target_dim(&self) -> usize {
+        self.target_dim
+    }
+
+    /// The prompt text of `row` (without its `\n` terminator).
+    pub fn prompt(&self, row: usize) -> Result<&str> {
+        let offs = self.offsets.as_slice();
+        let (Some(&a), Some(&b)) = (offs.get(row), offs.get(row + 1)) else {
+            return Err(Error::InvalidArgument(format!(
+                "row {row} out of range (payload has {} rows)",
+                self.count
+            )));
+        };
+        let bytes = self.prompts.bytes();
+        let entry = usize::try_from(a)
+            .ok()
+            .zip(usize::try_from(b).ok())
+            .filter(|(a, b)| a < b && *b <= bytes.len())
+            .map(|(a, b)| &bytes[a..b])
+            .ok_or_else(|| {
+                Error::corrupt(
+                    self.offsets.path(),
+                    format!("bad offsets {a}..{b} for row {row}"),
+                )
+            })?;
+        let Some(text) = entry.strip_suffix(b"\n") else {
+            return Err(Error::corrupt(
+                self.prompts.path(),
+                format!("entry of row {row} does not end with a newline"),
+            ));
+        };
+        std::str::from_utf8(text).map_err(|e| {
+            Error::corrupt(
+                self.prompts.path(),
+                format!("row {row} is not valid UTF-8: {e}"),
+            )
+        })
+    }
+
+    /// The target vector of `row` (`target_dim` floats).
+    pub fn target(&self, row: usize) -> Result<&[f32]> {
+        let d = self.target_dim;
+        let out_of_range = || {
+            Error::InvalidArgument(format!(
+                "row {row} out of range (payload has {} rows)",
+                self.count
+            ))
+        };
+        if row >= self.count {
+            return Err(out_of_range());
+        }
+        self.targets
+            .as_slice()
+            .get(row * d..(row + 1) * d)
+            .ok_or_else(out_of_range)
+    }
+
+    /// All target vectors, row-major (`len() × target_dim()` floats), still memory-mapped.
+    pub fn targets(&self) -> &[f32] {
+        self.targets.as_slice()
+    }
+}

@@ -1,0 +1,299 @@
+//! [`PromptIndex`]: a loaded index directory (keys + ids + payload), verified on open.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::keys::KeyIndex;
+use crate::manifest::{
+    DATA_FILES, ID_LOOKUP_FILE, IDS_FILE, KEYS_FILE, MANIFEST_FILE, Manifest, PROMPTS_FILE,
+    hash_file,
+};
+use crate::mapped::MappedU64;
+use crate::payload::PayloadStore;
+use crate::spec::SearchParams;
+
+/// How much [`PromptIndex::open_with`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Hash every file and compare with the manifest, and run the O(n) consistency checks
+    /// (offsets, UTF-8, id table). On by default. Turning it off makes opening a huge trusted
+    /// index fast (only sizes, manifest self-checksum and O(1) checks remain), but a flipped
+    /// byte inside a file then goes unnoticed: payload accessors still never panic (they check
+    /// bounds and UTF-8 per call), whereas a damaged `keys.faiss` is parsed by FAISS's C++
+    /// reader, which is not hardened against malicious input.
+    pub verify_checksums: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            verify_checksums: true,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Options for a trusted index: no content hashing.
+    pub fn trusted() -> Self {
+        LoadOptions {
+            verify_checksums: false,
+        }
+    }
+}
+
+/// One search result with its payload.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Neighbour<'a> {
+    /// The caller's id.
+    pub id: u64,
+    /// Cosine similarity to the query.
+    pub score: f32,
+    /// Row in the payload store.
+    pub row: usize,
+    /// The prompt text.
+    pub prompt: &'a str,
+    /// The target vector (`target_dim` floats).
+    pub target: &'a [f32],
+}
+
+/// A loaded index directory: FAISS keys (in RAM), ids and payload (memory-mapped).
+///
+/// `Send + Sync`: search from many threads through `&PromptIndex` (see [`KeyIndex`] for FAISS's
+/// guarantees). The memory-mapped files must not be modified by other programs while open
+/// (this crate never modifies a finished directory in place: rebuilding writes a new directory
+/// and swaps it in, and open maps keep the old files alive).
+#[derive(Debug)]
+pub struct PromptIndex {
+    dir: PathBuf,
+    manifest: Manifest,
+    keys: KeyIndex,
+    payload: PayloadStore,
+    lookup: MappedU64,
+}
+
+impl PromptIndex {
+    /// Open `dir` with full verification ([`LoadOptions::default`]).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(dir, &LoadOptions::default())
+    }
+
+    /// Open `dir`, checking the manifest (format version, self-checksum, metric, dims), that
+    /// every file exists with the recorded size and the size the dims imply, and with
+    /// `verify_checksums` every file's xxh3 and the O(n) consistency of offsets and id tables.
+    /// Every failure is an [`Error`] naming the file.
+    pub fn open_with(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
+        let dir = dir.as_ref();
+        if !dir.join(MANIFEST_FILE).exists() && !dir.is_dir() {
+            return Err(Error::Missing {
+                path: dir.to_path_buf(),
+            });
+        }
+        let manifest = Manifest::read(dir)?;
+        for name in DATA_FILES {
+            let path = dir.join(name);
+            let expected = manifest.entry(name);
+            let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+            if meta.len() != expected.bytes {
+                return Err(Error::Size {
+                    path,
+                    expected: expected.bytes,
+                    found: meta.len(),
+                });
+            }
+        }
+        if opts.verify_checksums {
+            for name in DATA_FILES {
+                let path = dir.join(name);
+                let expected = manifest.entry(name);
+                let found = hash_file(&path)?;
+                if found.xxh3 != expected.xxh3 {
+                    return Err(Error::Checksum {
+                        path,
+                        expected: expected.xxh3,
+                        found: found.xxh3,
+                    });
+                }
+            }
+        }
+        let count = manifest.count;
+        let payload = PayloadStore::open(
+            dir,
+            count,
+            manifest.target_dim,
+            manifest.entry(PROMPTS_FILE).bytes,
+        )?;
+        let ids = MappedU64::open(&dir.join(IDS_FILE), count)?;
+        let lookup = MappedU64::open(&dir.join(ID_LOOKUP_FILE), count.saturating_mul(2))?;
+        if opts.verify_checksums {
+            payload.verify()?;
+            verify_lookup(&ids, &lookup)?;
+        }
+        let keys = KeyIndex::load(
+            &dir.join(KEYS_FILE),
+            manifest.faiss_factory.clone(),
+            manifest.search_defaults,
+            manifest.key_dim,
+            ids,
+        )?;
+        Ok(PromptIndex {
+            dir: dir.to_path_buf(),
+            manifest,
+            keys,
+            payload,
+            lookup,
+        })
+    }
+
+    /// The directory this index was opened from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Fail with [`Error::Mismatch`] unless the index was built with these model names.
+    pub fn check_models(&self, key_model: &str, target_model: &str) -> Result<()> {
+        let path = self.dir.join(MANIFEST_FILE);
+        for (what, expected, found) in [
+            ("key model", key_model, &self.manifest.key_model),
+            ("target model", target_model, &self.manifest.target_model),
+        ] {
+            if expected != found {
+                return Err(Error::Mismatch {
+                    path,
+                    what,
+                    expected: expected.to_string(),
+                    found: found.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.payload.len()
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.payload.is_empty()
+    }
+
+    /// The FAISS key index.
+    pub fn keys(&self) -> &KeyIndex {
+        &self.keys
+    }
+
+    /// The payload store (by row).
+    pub fn payload(&self) -> &PayloadStore {
+        &self.payload
+    }
+
+    /// Top-`k` `(id, score)` per query with default knobs; see [`KeyIndex::search_with`].
+    pub fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<(u64, f32)>>> {
+        self.keys.search(queries, k)
+    }
+
+    /// Top-`k` `(id, score)` per query, best first; see [`KeyIndex::search_with`].
+    pub fn search_with(
+        &self,
+        queries: &[f32],
+        k: usize,
+        params: &SearchParams,
+    ) -> Result<Vec<Vec<(u64, f32)>>> {
+        self.keys.search_with(queries, k, params)
+    }
+
+    /// Top-`k` neighbours per query with their prompts and target vectors, best first.
+    pub fn neighbours(
+        &self,
+        queries: &[f32],
+        k: usize,
+        params: &SearchParams,
+    ) -> Result<Vec<Vec<Neighbour<'_>>>> {
+        let rows = self.keys.search_rows(queries, k, params)?;
+        rows.into_iter()
+            .map(|hits| {
+                hits.into_iter()
+                    .map(|(row, score)| {
+                        Ok(Neighbour {
+                            id: self.id_at(row).ok_or_else(|| {
+                                Error::Faiss(format!("FAISS returned row {row} beyond the index"))
+                            })?,
+                            score,
+                            row,
+                            prompt: self.payload.prompt(row)?,
+                            target: self.payload.target(row)?,
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The id of `row`.
+    pub fn id_at(&self, row: usize) -> Option<u64> {
+        self.keys.id_of_row(row)
+    }
+
+    /// The row of `id` (binary search in the memory-mapped id table).
+    pub fn row_of(&self, id: u64) -> Option<usize> {
+        let pairs = self.lookup.as_slice();
+        let n = pairs.len() / 2;
+        let (mut lo, mut hi) = (0usize, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let mid_id = pairs[2 * mid];
+            if mid_id < id {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        (lo < n && pairs[2 * lo] == id)
+            .then(|| usize::try_from(pairs[2 * lo + 1]).ok())
+            .flatten()
+            .filter(|&row| row < self.len())
+    }
+
+    /// The prompt text of `id`.
+    pub fn prompt(&self, id: u64) -> Result<&str> {
+        let row = self.row_of(id).ok_or(Error::UnknownId(id))?;
+        self.payload.prompt(row)
+    }
+
+    /// The target vector of `id`.
+    pub fn target(&self, id: u64) -> Result<&[f32]> {
+        let row = self.row_of(id).ok_or(Error::UnknownId(id))?;
+        self.payload.target(row)
+    }
+}
+
+/// `id_lookup.u64` must be `(id, row)` pairs strictly increasing by id, and agree with `ids.u64`.
+fn verify_lookup(ids: &MappedU64, lookup: &MappedU64) -> Result<()> {
+    let ids = ids.as_slice();
+    let pairs = lookup.as_slice();
+    let bad = |reason: String| Error::corrupt(lookup.path(), reason);
+    let mut prev: Option<u64> = None;
+    for pair in pairs.chunks_exact(2) {
+        let (id, row) = (pair[0], pair[1]);
+        if prev.is_some_and(|p| p >= id) {
+            return Err(bad(format!("ids not strictly increasing at id {id}")));
+        }
+        prev = Some(id);
+        let ok = usize::try_from(row)
+            .ok()
+            .and_then(|r| ids.get(r))
+            .is_some_and(|&x| x == id);
+        if !ok {
+            return Err(bad(format!(
+                "entry ({id}, row {row}) disagrees with {IDS_FILE}"
+            )));
+        }
+    }
+    Ok(())
+}

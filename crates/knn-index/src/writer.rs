@@ -1,0 +1,586 @@
+//! [`IndexWriter`]: resumable, crash-safe building of an index directory.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::keys::training_sample_size;
+use crate::keys::{KeyIndex, normalized_rows, strided_sample};
+use crate::manifest::{
+    DATA_FILES, FORMAT_NAME, FORMAT_VERSION, FileEntry, ID_LOOKUP_FILE, IDS_FILE, KEYS_FILE,
+    MANIFEST_FILE, METRIC, Manifest, OFFSETS_FILE, PROMPTS_FILE, TARGETS_FILE, hash_file, sync_dir,
+    write_atomic,
+};
+use crate::mapped::{MappedF32, MappedU64};
+use crate::spec::IndexSpec;
+use crate::sys;
+
+/// Staging state file (only in the staging directory).
+pub const STAGING_FILE: &str = "staging.json";
+/// Normalised keys appended so far (staging only; `count × key_dim` little-endian f32).
+pub const STAGED_KEYS_FILE: &str = "keys.f32";
+const STAGING_FORMAT: &str = "img2prompt-knn-staging";
+
+/// What to build: dimensions, FAISS spec, and the names of the models that made keys and targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexConfig {
+    /// Width of the keys (e.g. 512 for CLIP ViT-B).
+    pub key_dim: usize,
+    /// Width of the target vectors (e.g. 384 for all-MiniLM-L6-v2).
+    pub target_dim: usize,
+    /// Which FAISS index to build.
+    pub spec: IndexSpec,
+    /// Name of the model that made the keys, recorded in the manifest.
+    pub key_model: String,
+    /// Name of the model that made the targets, recorded in the manifest.
+    pub target_model: String,
+}
+
+impl IndexConfig {
+    /// A config with empty model names.
+    pub fn new(key_dim: usize, target_dim: usize, spec: IndexSpec) -> Self {
+        IndexConfig {
+            key_dim,
+            target_dim,
+            spec,
+            key_model: String::new(),
+            target_model: String::new(),
+        }
+    }
+
+    /// Set the model names.
+    pub fn with_models(
+        mut self,
+        key_model: impl Into<String>,
+        target_model: impl Into<String>,
+    ) -> Self {
+        self.key_model = key_model.into();
+        self.target_model = target_model.into();
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.key_dim == 0 || self.key_dim > i32::MAX as usize {
+            return Err(Error::InvalidArgument(format!(
+                "key_dim {} is invalid",
+                self.key_dim
+            )));
+        }
+        if self.target_dim == 0 {
+            return Err(Error::InvalidArgument("target_dim must be > 0".into()));
+        }
+        // Fail early on a factory string FAISS cannot parse.
+        KeyIndex::from_factory(self.key_dim, &self.spec.factory_string(1024, self.key_dim))?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StagingState {
+    format: String,
+    format_version: u32,
+    config: IndexConfig,
+    rows: u64,
+    prompt_bytes: u64,
+    finished: bool,
+}
+
+#[derive(Debug)]
+struct Files {
+    keys: File,
+    ids: File,
+    prompts: File,
+    offsets: File,
+    targets: File,
+}
+
+/// Builds an index directory in chunks, crash-safely.
+///
+/// Everything is written to a staging directory next to the output (`<parent>/.<name>.knn-staging`).
+/// Each [`IndexWriter::append`] writes its chunk and fsyncs it, then atomically records the new
+/// row count in `staging.json`; a process killed mid-chunk loses only that chunk, and
+/// [`IndexWriter::resume`] reopens the staging directory, truncates the half-written tail and
+/// continues at [`IndexWriter::len`]. [`IndexWriter::finish`] builds the FAISS index, writes the
+/// manifest with checksums, and swaps the staging directory into place atomically
+/// (`renameat2(RENAME_EXCHANGE)` on Linux; elsewhere two renames, the old index kept as
+/// `.<name>.knn-old` in between). Until that swap the previous index at the output path is
+/// untouched and loads.
+///
+/// Ids must be unique (checked in `finish`). Only one writer may use a staging directory at a
+/// time (not enforced).
+#[derive(Debug)]
+pub struct IndexWriter {
+    out: PathBuf,
+    staging: PathBuf,
+    state: StagingState,
+    files: Option<Files>,
+}
+
+fn staging_path(out: &Path) -> Result<PathBuf> {
+    let name = out.file_name().ok_or_else(|| {
+        Error::InvalidArgument(format!("{}: output path has no file name", out.display()))
+    })?;
+    let mut s = std::ffi::OsString::from(".");
+    s.push(name);
+    s.push(".knn-staging");
+    Ok(out.with_file_name(s))
+}
+
+fn backup_path(out: &Path) -> Result<PathBuf> {
+    let name = out.file_name().ok_or_else(|| {
+        Error::InvalidArgument(format!("{}: output path has no file name", out.display()))
+    })?;
+    let mut s = std::ffi::OsString::from(".");
+    s.push(name);
+    s.push(".knn-old");
+    Ok(out.with_file_name(s))
+}
+
+fn remove_dir_if_exists(p: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(p, e)),
+    }
+}
+
+fn open_for_append(path: &Path, expected: u64) -> Result<File> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len < expected {
+        return Err(Error::Size {
+            path: path.to_path_buf(),
+            expected,
+            found: len,
+        });
+    }
+    f.set_len(expected).map_err(|e| Error::io(path, e))?;
+    f.seek(SeekFrom::End(0)).map_err(|e| Error::io(path, e))?;
+    Ok(f)
+}
+
+impl IndexWriter {
+    /// Start a fresh build for `out` (discarding any previous staging directory for it).
+    pub fn create(out: impl AsRef<Path>, config: IndexConfig) -> Result<Self> {
+        config.validate()?;
+        let out = out.as_ref().to_path_buf();
+        let staging = staging_path(&out)?;
+        remove_dir_if_exists(&staging)?;
+        std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+        let create = |name: &str| {
+            let p = staging.join(name);
+            File::create(&p).map_err(|e| Error::io(&p, e))
+        };
+        let mut files = Files {
+            keys: create(STAGED_KEYS_FILE)?,
+            ids: create(IDS_FILE)?,
+            prompts: create(PROMPTS_FILE)?,
+            offsets: create(OFFSETS_FILE)?,
+            targets: create(TARGETS_FILE)?,
+        };
+        let p = staging.join(OFFSETS_FILE);
+        files
+            .offsets
+            .write_all(&0u64.to_le_bytes())
+            .and_then(|_| files.offsets.sync_all())
+            .map_err(|e| Error::io(&p, e))?;
+        let me = IndexWriter {
+            out,
+            staging,
+            state: StagingState {
+                format: STAGING_FORMAT.into(),
+                format_version: FORMAT_VERSION,
+                config,
+                rows: 0,
+                prompt_bytes: 0,
+                finished: false,
+            },
+            files: Some(files),
+        };
+        me.save_state()?;
+        Ok(me)
+    }
+
+    /// Continue an interrupted build for `out` with the same `config`, or start a fresh one if
+    /// there is none. Check [`IndexWriter::len`] to know how many rows are already in.
+    ///
+    /// Fails (naming `staging.json`) if the staging directory was made with another config;
+    /// use [`IndexWriter::create`] to discard it.
+    pub fn resume(out: impl AsRef<Path>, config: IndexConfig) -> Result<Self> {
+        let out = out.as_ref().to_path_buf();
+        let staging = staging_path(&out)?;
+        let state_path = staging.join(STAGING_FILE);
+        let bytes = match std::fs::read(&state_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Self::create(out, config);
+            }
+            Err(e) => return Err(Error::io(&state_path, e)),
+        };
+        let state: StagingState = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::manifest(&state_path, e.to_string()))?;
+        if state.format != STAGING_FORMAT || state.format_version != FORMAT_VERSION {
+            return Err(Error::manifest(
+                &state_path,
+                "not a staging state of this format version",
+            ));
+        }
+        if state.config != config {
+            return Err(Error::manifest(
+                &state_path,
+                format!(
+                    "the interrupted build used another config ({:?}); start over with IndexWriter::create",
+                    state.config
+                ),
+            ));
+        }
+        let files = if state.finished {
+            None
+        } else {
+            let c = &state.config;
+            let n = state.rows;
+            Some(Files {
+                keys: open_for_append(&staging.join(STAGED_KEYS_FILE), n * c.key_dim as u64 * 4)?,
+                ids: open_for_append(&staging.join(IDS_FILE), n * 8)?,
+                prompts: open_for_append(&staging.join(PROMPTS_FILE), state.prompt_bytes)?,
+                offsets: open_for_append(&staging.join(OFFSETS_FILE), (n + 1) * 8)?,
+                targets: open_for_append(&staging.join(TARGETS_FILE), n * c.target_dim as u64 * 4)?,
+            })
+        };
+        Ok(IndexWriter {
+            out,
+            staging,
+            state,
+            files,
+        })
+    }
+
+    fn save_state(&self) -> Result<()> {
+        let json = serde_json::to_vec_pretty(&self.state)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        write_atomic(&self.staging.join(STAGING_FILE), &json)
+    }
+
+    /// Rows appended (and durable) so far.
+    pub fn len(&self) -> u64 {
+        self.state.rows
+    }
+
+    /// Whether no row was appended yet.
+    pub fn is_empty(&self) -> bool {
+        self.state.rows == 0
+    }
+
+    /// The build's config.
+    pub fn config(&self) -> &IndexConfig {
+        &self.state.config
+    }
+
+    /// The staging directory.
+    pub fn staging_dir(&self) -> &Path {
+        &self.staging
+    }
+
+    /// Append a chunk: `ids.len()` rows, keys row-major `key_dim` wide (raw; normalised here),
+    /// one prompt per row, targets row-major `target_dim` wide (stored as given). Durable when
+    /// this returns.
+    pub fn append<S: AsRef<str>>(
+        &mut self,
+        ids: &[u64],
+        keys: &[f32],
+        prompts: &[S],
+        targets: &[f32],
+    ) -> Result<()> {
+        let c = &self.state.config;
+        let n = ids.len();
+        let check = |what, expected: usize, found: usize| {
+            if expected == found {
+                Ok(())
+            } else {
+                Err(Error::Dimension {
+                    what,
+                    expected,
+                    found,
+                })
+            }
+        };
+        check("keys (n × key_dim floats)", n * c.key_dim, keys.len())?;
+        check(
+            "targets (n × target_dim floats)",
+            n * c.target_dim,
+            targets.len(),
+        )?;
+        check("prompts (one per id)", n, prompts.len())?;
+        if let Some(row) = targets
+            .chunks_exact(c.target_dim)
+            .position(|r| r.iter().any(|x| !x.is_finite()))
+        {
+            return Err(Error::NonFinite {
+                what: "target",
+                row,
+            });
+        }
+        let keys = normalized_rows(keys, c.key_dim, "key")?;
+        let staging = self.staging.clone();
+        let Some(files) = self.files.as_mut() else {
+            return Err(Error::InvalidArgument(
+                "this build is already finished".into(),
+            ));
+        };
+        let mut text = Vec::new();
+        let mut offsets = Vec::with_capacity(n * 8);
+        let mut end = self.state.prompt_bytes;
+        for p in prompts {
+            text.extend_from_slice(p.as_ref().as_bytes());
+            text.push(b'\n');
+            end = self.state.prompt_bytes + text.len() as u64;
+            offsets.extend_from_slice(&end.to_le_bytes());
+        }
+        let id_bytes: Vec<u8> = ids.iter().flat_map(|i| i.to_le_bytes()).collect();
+        let writes: [(&mut File, &[u8], &str); 5] = [
+            (
+                &mut files.keys,
+                bytemuck::cast_slice(&keys),
+                STAGED_KEYS_FILE,
+            ),
+            (&mut files.ids, &id_bytes, IDS_FILE),
+            (&mut files.prompts, &text, PROMPTS_FILE),
+            (&mut files.offsets, &offsets, OFFSETS_FILE),
+            (
+                &mut files.targets,
+                bytemuck::cast_slice(targets),
+                TARGETS_FILE,
+            ),
+        ];
+        for (f, bytes, name) in writes {
+            f.write_all(bytes)
+                .and_then(|_| f.sync_data())
+                .map_err(|e| Error::io(staging.join(name), e))?;
+        }
+        self.state.rows += n as u64;
+        self.state.prompt_bytes = end;
+        self.save_state()
+    }
+
+    /// Build the FAISS index over everything appended, write the manifest, and atomically put
+    /// the directory in place at the output path (replacing any previous index there).
+    /// Returns the manifest written.
+    pub fn finish(mut self) -> Result<Manifest> {
+        if !self.state.finished {
+            self.build()?;
+        }
+        commit(&self.staging, &self.out)?;
+        Manifest::read(&self.out)
+    }
+
+    /// Discard the staging directory.
+    pub fn abort(self) -> Result<()> {
+        remove_dir_if_exists(&self.staging)
+    }
+
+    /// Everything of `finish` but the final swap: afterwards the staging directory holds a
+    /// complete index and `staging.json` says so.
+    pub(crate) fn build(&mut self) -> Result<()> {
+        self.files = None; // close handles (data was fsynced per chunk)
+        let c = self.state.config.clone();
+        let n = self.state.rows;
+        let nu = usize::try_from(n).map_err(|_| Error::InvalidArgument("too many rows".into()))?;
+        let staging = self.staging.clone();
+
+        let keys = MappedF32::open(&staging.join(STAGED_KEYS_FILE), n * c.key_dim as u64)?;
+        let keys = keys.as_slice();
+        let mut index = KeyIndex::new(c.key_dim, &c.spec, nu)?;
+        if !index.is_trained() {
+            if nu == 0 {
+                return Err(Error::Spec {
+                    spec: c.spec.to_string(),
+                    reason: "needs training data and the index is empty".into(),
+                });
+            }
+            let sample = strided_sample(keys, c.key_dim, training_sample_size(index.factory(), nu));
+            let s = sample.len() / c.key_dim;
+            index.train_normalized(&sample).map_err(|e| Error::Spec {
+                spec: index.factory().to_string(),
+                reason: format!("training on {s} keys failed: {e}"),
+            })?;
+        }
+        index.add_normalized(keys)?;
+        index.write_faiss(&staging.join(KEYS_FILE))?;
+
+        // id -> row table
+        let ids = MappedU64::open(&staging.join(IDS_FILE), n)?;
+        let mut pairs: Vec<(u64, u64)> = ids
+            .as_slice()
+            .iter()
+            .enumerate()
+            .map(|(row, &id)| (id, row as u64))
+            .collect();
+        pairs.sort_unstable();
+        if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(Error::DuplicateId(w[0].0));
+        }
+        let lp = staging.join(ID_LOOKUP_FILE);
+        {
+            let f = File::create(&lp).map_err(|e| Error::io(&lp, e))?;
+            let mut w = BufWriter::with_capacity(1 << 20, f);
+            for (id, row) in &pairs {
+                w.write_all(&id.to_le_bytes())
+                    .and_then(|_| w.write_all(&row.to_le_bytes()))
+                    .map_err(|e| Error::io(&lp, e))?;
+            }
+            let f = w.into_inner().map_err(|e| Error::io(&lp, e.into_error()))?;
+            f.sync_all().map_err(|e| Error::io(&lp, e))?;
+        }
+        drop(pairs);
+        let kp = staging.join(KEYS_FILE);
+        File::open(&kp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(&kp, e))?;
+
+        let mut files = std::collections::BTreeMap::new();
+        for name in DATA_FILES {
+            let entry: FileEntry = hash_file(&staging.join(name))?;
+            files.insert(name.to_string(), entry);
+        }
+        let mut manifest = Manifest {
+            format: FORMAT_NAME.into(),
+            format_version: FORMAT_VERSION,
+            count: n,
+            key_dim: c.key_dim,
+            target_dim: c.target_dim,
+            metric: METRIC.into(),
+            keys_normalized: true,
+            spec: c.spec.to_string(),
+            faiss_factory: index.factory().to_string(),
+            search_defaults: index.default_params(),
+            key_model: c.key_model.clone(),
+            target_model: c.target_model.clone(),
+            files,
+            created_by: format!("knn-index {}", env!("CARGO_PKG_VERSION")),
+            manifest_xxh3: String::new(),
+        };
+        manifest.seal()?;
+        manifest.write(&staging)?;
+        self.state.finished = true;
+        self.save_state()?;
+        let sk = staging.join(STAGED_KEYS_FILE);
+        std::fs::remove_file(&sk).map_err(|e| Error::io(&sk, e))?;
+        sync_dir(&staging)
+    }
+}
+
+/// Swap the finished staging directory into `out`.
+fn commit(staging: &Path, out: &Path) -> Result<()> {
+    if !staging.join(MANIFEST_FILE).exists() {
+        return Err(Error::Missing {
+            path: staging.join(MANIFEST_FILE),
+        });
+    }
+    match std::fs::symlink_metadata(out) {
+        Ok(meta) => {
+            if !meta.is_dir() {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: exists and is not a directory",
+                    out.display()
+                )));
+            }
+            if sys::exchange(staging, out).map_err(|e| Error::io(out, e))? {
+                // `staging` now holds the previous index.
+                let _ = std::fs::remove_file(out.join(STAGING_FILE));
+                let _ = std::fs::remove_dir_all(staging);
+            } else {
+                let backup = backup_path(out)?;
+                remove_dir_if_exists(&backup)?;
+                std::fs::rename(out, &backup).map_err(|e| Error::io(out, e))?;
+                std::fs::rename(staging, out).map_err(|e| Error::io(staging, e))?;
+                let _ = std::fs::remove_file(out.join(STAGING_FILE));
+                let _ = std::fs::remove_dir_all(&backup);
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::rename(staging, out).map_err(|e| Error::io(staging, e))?;
+            let _ = std::fs::remove_file(out.join(STAGING_FILE));
+        }
+        Err(e) => return Err(Error::io(out, e)),
+    }
+    let parent = out.parent().unwrap_or(Path::new(""));
+    sync_dir(parent)
+}
+
+/// Build an index directory in one call: [`IndexWriter::create`], one
+/// [`IndexWriter::append`], [`IndexWriter::finish`].
+pub fn build_index<S: AsRef<str>>(
+    out: impl AsRef<Path>,
+    config: IndexConfig,
+    ids: &[u64],
+    keys: &[f32],
+    prompts: &[S],
+    targets: &[f32],
+) -> Result<Manifest> {
+    let mut w = IndexWriter::create(out, config)?;
+    w.append(ids, keys, prompts, targets)?;
+    w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PromptIndex;
+
+    fn config() -> IndexConfig {
+        IndexConfig::new(4, 2, IndexSpec::Exact).with_models("k", "t")
+    }
+
+    #[test]
+    fn crash_after_build_before_swap_then_resume() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("idx");
+        build_index(
+            &out,
+            config(),
+            &[1],
+            &[1.0, 0.0, 0.0, 0.0],
+            &["old"],
+            &[0.5, 0.5],
+        )
+        .unwrap();
+
+        let mut w = IndexWriter::create(&out, config()).unwrap();
+        w.append(
+            &[5, 6],
+            &[0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 2.0, 0.0],
+            &["a", "b"],
+            &[1.0; 4],
+        )
+        .unwrap();
+        w.build().unwrap();
+        drop(w); // "killed" between the build and the swap
+        assert_eq!(PromptIndex::open(&out).unwrap().prompt(1).unwrap(), "old");
+
+        let w = IndexWriter::resume(&out, config()).unwrap();
+        assert_eq!(w.len(), 2);
+        w.finish().unwrap();
+        let idx = PromptIndex::open(&out).unwrap();
+        assert_eq!(idx.len(), 2);
+        assert_eq!(idx.prompt(6).unwrap(), "b");
+        assert!(!staging_path(&out).unwrap().exists());
+        assert!(!out.join(STAGING_FILE).exists());
+    }
+
+    #[test]
+    fn sample_size() {
+        assert_eq!(training_sample_size("IVF316,Flat", 100_000), 80_896);
+        assert_eq!(training_sample_size("IVF10,PQ8", 1000), 1000);
+        assert_eq!(
+            training_sample_size("OPQ16,IVF4096,PQ16", 10_000_000),
+            1_048_576
+        );
+    }
+}
