@@ -20,11 +20,13 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-echo "setup: building img2prompt (release; a cold build takes ~30 min on 2 cores)" >&2
-cargo build --release -p img2prompt --bin img2prompt
+# One build for everything: the binary and every test, with the workspace-wide feature set
+# (a `-p`/`cargo run` build would unify features differently and compile burn a second time).
+echo "setup: building the workspace (release; a cold build takes ~30 min on 2 cores)" >&2
+cargo test --release --workspace --no-run
 
 home="${IMG2PROMPT_HOME:-$HOME/.cache/img2prompt}"
 if [ ! -f "$home/models/all-MiniLM-L6-v2/model.safetensors" ]; then
-    cargo run --release -q -p img2prompt --bin img2prompt -- models fetch all-MiniLM-L6-v2
+    scripts/img2prompt models fetch all-MiniLM-L6-v2
 fi
 echo "setup: done" >&2
