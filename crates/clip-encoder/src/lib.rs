@@ -51,10 +51,15 @@ pub fn is_clip_checkpoint(dir: impl AsRef<Path>) -> bool {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
         return false;
     };
-    matches!(
-        v.get("model_type").and_then(|m| m.as_str()),
-        Some("clip" | "clip_vision_model" | "clip_text_model")
-    )
+    v.get("model_type")
+        .and_then(|m| m.as_str())
+        .is_some_and(is_clip_model_type)
+}
+
+/// Whether a `config.json` `model_type` names a CLIP checkpoint (`clip`, `clip_vision_model`
+/// or `clip_text_model`).
+pub fn is_clip_model_type(model_type: &str) -> bool {
+    matches!(model_type, "clip" | "clip_vision_model" | "clip_text_model")
 }
 
 /// Reads a `[rows, cols]` tensor back into a row-major `Vec<f32>`.

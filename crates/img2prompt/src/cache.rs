@@ -101,7 +101,7 @@ pub fn model_kind(dir: &Path) -> Result<ModelKind> {
         message: format!("invalid JSON: {e}"),
     })?;
     match value.get("model_type").and_then(|v| v.as_str()) {
-        Some("clip" | "clip_vision_model" | "clip_text_model") => Ok(ModelKind::Clip),
+        Some(kind) if clip_encoder::is_clip_model_type(kind) => Ok(ModelKind::Clip),
         Some(_) | None if dir.join("modules.json").is_file() => Ok(ModelKind::Sentence),
         Some(other) => Err(Error::Input {
             path,

@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::{cosine, read_rows};
 
@@ -13,13 +13,10 @@ fn clip_fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../clip-encoder/tests/fixtures/clip")
 }
 
+/// Runs the binary with an empty model cache (every model here is a directory).
 fn img2prompt(args: &[&str]) -> Output {
     let home = tempfile::tempdir().unwrap();
-    Command::new(env!("CARGO_BIN_EXE_img2prompt"))
-        .args(args)
-        .env("IMG2PROMPT_HOME", home.path())
-        .output()
-        .expect("run img2prompt")
+    common::img2prompt(home.path(), args)
 }
 
 #[test]

@@ -3,38 +3,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{cosine, read_rows};
-
-fn minilm_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("IMG2PROMPT_MINILM_DIR") {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("IMG2PROMPT_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/img2prompt")
-        });
-    let dir = home.join("models/all-MiniLM-L6-v2");
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "all-MiniLM-L6-v2 not in {}: run `img2prompt models fetch all-MiniLM-L6-v2`",
-        dir.display()
-    );
-    dir
-}
+use common::{cosine, img2prompt, minilm_dir, read_rows};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/minilm-cli")
-}
-
-fn img2prompt(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_img2prompt"))
-        .args(args)
-        .env("IMG2PROMPT_HOME", home)
-        .output()
-        .expect("run img2prompt")
 }
 
 /// A cache home whose models/all-MiniLM-L6-v2 is the real checkpoint (symlinked).

@@ -2,7 +2,8 @@
 
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 /// Reads a float32 `[n, d]` .npy file into rows.
 pub fn read_rows(path: &Path) -> Vec<Vec<f32>> {
@@ -10,15 +11,29 @@ pub fn read_rows(path: &Path) -> Vec<Vec<f32>> {
     array.outer_iter().map(|r| r.to_vec()).collect()
 }
 
-/// Cosine similarity of two vectors, in f64.
+/// Cosine similarity of two equally wide vectors (the library's own metric).
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len(), "vector widths differ");
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
-    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
+    f64::from(prompt_fusion::cosine(a, b).expect("equally wide, finite vectors"))
+}
+
+/// Runs the `img2prompt` binary with `IMG2PROMPT_HOME=home`.
+pub fn img2prompt(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_img2prompt"))
+        .args(args)
+        .env("IMG2PROMPT_HOME", home)
+        .output()
+        .expect("run img2prompt")
+}
+
+/// The real all-MiniLM-L6-v2: `$IMG2PROMPT_MINILM_DIR`, else where the model cache keeps it.
+pub fn minilm_dir() -> PathBuf {
+    let dir = std::env::var_os("IMG2PROMPT_MINILM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| img2prompt::ModelCache::from_env().model_dir("all-MiniLM-L6-v2"));
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "all-MiniLM-L6-v2 not in {}: run `img2prompt models fetch all-MiniLM-L6-v2`",
+        dir.display()
+    );
+    dir
 }
