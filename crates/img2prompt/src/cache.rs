@@ -156,6 +156,9 @@ impl ModelCache {
         if as_path.is_dir() {
             return Ok(as_path.to_owned());
         }
+        if name == crate::shipped::WORLD_CLIP {
+            return crate::shipped::world_clip_dir(self);
+        }
         let dir = self.model_dir(name);
         if dir.join("config.json").is_file() {
             return Ok(dir);

@@ -56,12 +56,44 @@ pub enum Error {
     /// The backend failed to compute or read back a result.
     #[error("backend error: {0}")]
     Backend(String),
+    /// The prompt index failed to load, build or search.
+    #[error(transparent)]
+    Index(#[from] knn_index::Error),
+    /// Neighbour aggregation, blending or tuning rejected its input.
+    #[error(transparent)]
+    Fusion(#[from] prompt_fusion::FusionError),
+    /// An argument or option value is unusable; `name` is the option (e.g. `--k`).
+    #[error("{name}: {message}")]
+    Invalid {
+        /// The option or parameter at fault.
+        name: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Components that must agree do not (dimensions, model names).
+    #[error("{what}: expected {expected}, found {found}")]
+    Mismatch {
+        /// What disagrees, naming the input (e.g. the index directory).
+        what: String,
+        /// What the other side requires.
+        expected: String,
+        /// What was found.
+        found: String,
+    },
 }
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An unusable option value.
+    pub fn invalid(name: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Invalid {
+            name: name.into(),
+            message: message.into(),
+        }
+    }
+
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

@@ -43,6 +43,7 @@ pub fn write_array_atomic(path: &Path, array: &Array2<f32>) -> Result<()> {
         use std::io::Write;
         writer.flush().map_err(|e| Error::io(path, e))?;
     }
+    crate::atomic::readable_by_all(tmp.as_file(), path)?;
     tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())

@@ -378,6 +378,44 @@ impl KeyIndex {
         Ok(())
     }
 
+    /// The stored keys of rows `start..start + n` (FAISS labels are row numbers), row-major,
+    /// `n * dim` floats, read back with FAISS `reconstruct_n`.
+    ///
+    /// What comes back is what the index stores: the L2-normalised keys, exactly, for `Flat`,
+    /// `HNSW*` (flat storage) and `IVF*,Flat`; the decoded approximation for quantised indexes
+    /// (`PQ`, `SQ`: lossy codes, so keys are approximate). IVF indexes are read by scanning every
+    /// inverted list once per call (no direct map needed), so read them in few large chunks.
+    /// An index type FAISS cannot reconstruct from fails with [`Error::Spec`] naming the
+    /// factory string; a range beyond [`KeyIndex::len`] with [`Error::InvalidArgument`].
+    pub fn reconstruct_rows(&self, start: usize, n: usize) -> Result<Vec<f32>> {
+        let guard = self.state.read().map_err(|_| Error::Poisoned)?;
+        let total = guard.index.ntotal() as usize;
+        let end = start
+            .checked_add(n)
+            .filter(|&e| e <= total)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "rows {start}..{} are beyond the {total} keys of the index",
+                    start.saturating_add(n)
+                ))
+            })?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let len = n.checked_mul(self.dim).ok_or_else(|| {
+            Error::InvalidArgument(format!("{n} rows of width {} overflow", self.dim))
+        })?;
+        let mut out = vec![0f32; len];
+        guard
+            .index
+            .reconstruct_n(faiss::Idx::new(start as u64), end - start, &mut out)
+            .map_err(|e| Error::Spec {
+                spec: self.factory.clone(),
+                reason: format!("FAISS cannot reconstruct the stored keys: {e}"),
+            })?;
+        Ok(out)
+    }
+
     /// Write the FAISS index to `path` (row labels only; ids live beside it).
     pub(crate) fn write_faiss(&self, path: &Path) -> Result<()> {
         let p = path.to_str().ok_or_else(|| {
@@ -483,6 +521,76 @@ mod tests {
         let mut v = [3.0, 4.0];
         assert!(l2_normalize(&mut v));
         assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
+    }
+
+    fn reconstructed_keys(spec: &IndexSpec, n: usize) -> (Vec<f32>, Vec<f32>) {
+        let dim = 8;
+        let raw: Vec<f32> = crate::synth::gaussian(11, n, dim)
+            .into_iter()
+            .map(|x| 3.0 * x + 0.5)
+            .collect();
+        let mut idx = KeyIndex::new(dim, spec, n).unwrap();
+        let ids: Vec<u64> = (0..n as u64).map(|i| 1000 + 7 * i).collect();
+        idx.add(&ids, &raw).unwrap();
+        let mut normalized = raw.clone();
+        for row in normalized.chunks_exact_mut(dim) {
+            assert!(l2_normalize(row));
+        }
+        // Read back in two chunks, the second one ending at the last row.
+        let mut back = idx.reconstruct_rows(0, n / 3).unwrap();
+        back.extend(idx.reconstruct_rows(n / 3, n - n / 3).unwrap());
+        (normalized, back)
+    }
+
+    #[test]
+    fn reconstructed_keys_are_the_normalised_inserted_keys() {
+        for spec in [IndexSpec::Exact, IndexSpec::Hnsw, IndexSpec::Ivf] {
+            let (normalized, back) = reconstructed_keys(&spec, 300);
+            assert_eq!(back.len(), normalized.len(), "{spec:?}");
+            // Bit-equal: the index stores the normalised f32 keys as given.
+            assert!(
+                back.iter()
+                    .zip(&normalized)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{spec:?}"
+            );
+            // Sanity: the stored keys are unit length, not the raw inputs.
+            let norm: f32 = back[..8].iter().map(|x| x * x).sum();
+            assert!((norm - 1.0).abs() < 1e-5, "{spec:?}");
+        }
+    }
+
+    #[test]
+    fn reconstruct_out_of_range_and_empty() {
+        let mut idx = KeyIndex::new(4, &IndexSpec::Exact, 0).unwrap();
+        idx.add(&[7, 9], &[1.0, 0.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0])
+            .unwrap();
+        assert_eq!(
+            idx.reconstruct_rows(1, 1).unwrap(),
+            vec![0.0, 1.0, 0.0, 0.0]
+        );
+        assert!(idx.reconstruct_rows(2, 0).unwrap().is_empty());
+        let err = idx.reconstruct_rows(1, 2).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        let err = idx.reconstruct_rows(usize::MAX, 2).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    }
+
+    #[test]
+    fn reconstruct_refused_names_the_spec() {
+        // Spectral hashing stores binary codes it cannot decode; FAISS refuses.
+        let factory = "IVF2,ITQ,SH";
+        let mut idx = KeyIndex::from_factory(8, factory).unwrap();
+        let keys = crate::synth::unit_vectors(3, 200, 8);
+        let ids: Vec<u64> = (0..200).collect();
+        idx.add(&ids, &keys).unwrap();
+        match idx.reconstruct_rows(0, 200) {
+            Err(Error::Spec { spec, reason }) => {
+                assert_eq!(spec, factory);
+                assert!(reason.contains("reconstruct"), "{reason}");
+            }
+            other => panic!("expected Error::Spec, got {other:?}"),
+        }
     }
 
     #[test]

@@ -235,6 +235,22 @@ impl PromptIndex {
             .collect()
     }
 
+    /// The ids and stored keys of rows `start..start + n`: `(ids, keys)` with `keys` row-major,
+    /// `n * key_dim` floats, row `i` of both belonging to row `start + i` of the payload (so
+    /// `payload().targets()` rows line up). Keys are the L2-normalised keys as stored, exact
+    /// except for quantised specs (PQ/SQ: approximate); see [`KeyIndex::reconstruct_rows`].
+    pub fn keys_in_rows(&self, start: usize, n: usize) -> Result<(Vec<u64>, Vec<f32>)> {
+        let keys = self.keys.reconstruct_rows(start, n)?;
+        let ids = (start..start + n)
+            .map(|row| {
+                self.id_at(row).ok_or_else(|| {
+                    Error::corrupt(self.dir.join(IDS_FILE), format!("no id for row {row}"))
+                })
+            })
+            .collect::<Result<Vec<u64>>>()?;
+        Ok((ids, keys))
+    }
+
     /// The id of `row`.
     pub fn id_at(&self, row: usize) -> Option<u64> {
         self.keys.id_of_row(row)
@@ -296,4 +312,37 @@ fn verify_lookup(ids: &MappedU64, lookup: &MappedU64) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{IndexConfig, IndexSpec, PromptIndex, build_index, l2_normalize, synth};
+
+    #[test]
+    fn keys_in_rows_are_the_normalised_keys_with_their_ids() {
+        let (n, dim) = (50, 6);
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("idx");
+        let raw: Vec<f32> = synth::gaussian(5, n, dim).iter().map(|x| x * 4.0).collect();
+        let ids: Vec<u64> = (0..n as u64).map(|i| 90 - i).collect();
+        let prompts: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+        let targets = synth::unit_vectors(6, n, 3);
+        let config = IndexConfig::new(dim, 3, IndexSpec::Exact);
+        build_index(&out, config, &ids, &raw, &prompts, &targets).unwrap();
+        let index = PromptIndex::open(&out).unwrap();
+
+        let (got_ids, keys) = index.keys_in_rows(10, 15).unwrap();
+        assert_eq!(got_ids, ids[10..25].to_vec());
+        for (i, key) in keys.chunks_exact(dim).enumerate() {
+            let mut want = raw[(10 + i) * dim..(11 + i) * dim].to_vec();
+            assert!(l2_normalize(&mut want));
+            assert_eq!(key, want.as_slice(), "row {}", 10 + i);
+            // Targets of the same row line up with the key.
+            assert_eq!(
+                index.target(got_ids[i]).unwrap(),
+                index.payload().target(10 + i).unwrap()
+            );
+        }
+        assert!(index.keys_in_rows(40, 11).is_err());
+    }
 }

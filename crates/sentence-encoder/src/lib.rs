@@ -29,6 +29,7 @@ pub mod weights;
 pub use config::{BertConfig, Pipeline, PoolingMode, SentenceBertConfig};
 pub use encoder::{DEFAULT_BATCH_SIZE, SentenceEncoder};
 pub use error::{Error, Result};
+pub use model::AttentionKernel;
 pub use tokenize::{SentenceTokenizer, TokenizedText};
 
 /// Re-export of the Burn version this crate is built against.

@@ -1,0 +1,823 @@
+//! The offline stage: [`IndexBuilder`] encodes a prompt corpus into a knn-index directory.
+//!
+//! Every cleaned prompt (see [`crate::corpus`]) is encoded twice: by CLIP's text tower (the
+//! search key) and by a sentence encoder (the target the online stage averages); both go into a
+//! [`knn_index::IndexWriter`] together with the prompt text. A prompt's id is its ordinal in the
+//! cleaned stream (0, 1, 2, ...), which makes a build resumable: cleaning is deterministic, so a
+//! re-run after a kill re-reads the corpus, checks that the prompts already staged are the
+//! corpus's first ones, and encodes only the rest.
+//!
+//! Work proceeds in chunks of [`DEFAULT_CHUNK`] prompts whose boundaries are multiples of the
+//! chunk size in id space; each chunk is durable once appended, so a kill loses at most the
+//! chunk being encoded. While a chunk is encoded (keys and targets on two threads at once), the
+//! next one is read and cleaned, and the previous one is appended.
+//!
+//! The index spec, unless set, is chosen from the number of records expected (an upper bound:
+//! [`crate::corpus::Corpus::count_records`], or the iterator's size hint): `exact` up to
+//! [`AUTO_EXACT_MAX`] records, `hnsw` up to [`AUTO_HNSW_MAX`] or when the count is unknown,
+//! `ivf-pq` above (keys of 100M prompts do not fit in RAM as f32).
+
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use knn_index::{IndexConfig, IndexSpec, IndexWriter, MANIFEST_FILE, PROMPTS_FILE, STAGING_FILE};
+
+use crate::components::TextEmbedder;
+use crate::corpus::{CleanStats, Cleaner, Corpus, empty_corpus};
+use crate::error::{Error, Result};
+
+/// Prompts per chunk: the unit of encoding, appending and of what a kill can lose.
+pub const DEFAULT_CHUNK: usize = 4096;
+/// Prompts per encoder call.
+pub const DEFAULT_BATCH: usize = 32;
+/// The automatic spec is `exact` (brute force) up to this many records.
+pub const AUTO_EXACT_MAX: u64 = 200_000;
+/// The automatic spec is `hnsw` up to this many records, `ivf-pq` above.
+pub const AUTO_HNSW_MAX: u64 = 5_000_000;
+/// Seconds between two progress lines when stderr is not a terminal.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The index spec used when none is given, for a corpus of `records` records (`None`:
+/// unknown): `exact` up to [`AUTO_EXACT_MAX`], `hnsw` up to [`AUTO_HNSW_MAX`] or when unknown,
+/// else `ivf-pq`.
+pub fn auto_spec(records: Option<u64>) -> IndexSpec {
+    match records {
+        Some(n) if n <= AUTO_EXACT_MAX => IndexSpec::Exact,
+        Some(n) if n > AUTO_HNSW_MAX => IndexSpec::IvfPq,
+        _ => IndexSpec::Hnsw,
+    }
+}
+
+/// How a build reports progress on stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Progress {
+    /// A progress bar when stderr is a terminal, else [`Progress::Log`].
+    #[default]
+    Auto,
+    /// An indicatif bar (count, rate, ETA when the total is known).
+    Bar,
+    /// A plain line about every 10 s.
+    Log,
+    /// Nothing.
+    Hidden,
+}
+
+/// The staging directory knn-index uses for an index at `out` (`<parent>/.<name>.knn-staging`).
+pub fn staging_dir(out: &Path) -> Option<PathBuf> {
+    let name = out.file_name()?;
+    let mut s = std::ffi::OsString::from(".");
+    s.push(name);
+    s.push(".knn-staging");
+    Some(out.with_file_name(s))
+}
+
+/// Checks that an index may be built at `out`: it does not exist, is an empty directory, or
+/// holds a finished index and `overwrite` is set. Anything else (a file, a directory that is not
+/// an index) is refused: the final swap would delete it.
+pub fn check_output(out: &Path, overwrite: bool) -> Result<()> {
+    let bad = |message: &str| Error::Input {
+        path: out.to_owned(),
+        line: None,
+        message: message.to_owned(),
+    };
+    if out.file_name().is_none() {
+        return Err(bad("the output index directory needs a name"));
+    }
+    match std::fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(out, e)),
+        Ok(meta) if !meta.is_dir() => Err(bad("exists and is not a directory")),
+        Ok(_) => {
+            if out.join(MANIFEST_FILE).is_file() {
+                if overwrite {
+                    Ok(())
+                } else {
+                    Err(bad(
+                        "an index already exists here (pass --overwrite to replace it)",
+                    ))
+                }
+            } else {
+                let mut entries = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?;
+                if entries.next().is_none() {
+                    Ok(())
+                } else {
+                    Err(bad(
+                        "exists and is not an index directory (refusing to replace it)",
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// What a build did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BuildReport {
+    /// The index directory.
+    pub out: PathBuf,
+    /// Prompts in the index.
+    pub prompts: u64,
+    /// Cleaning counts over the whole corpus (also when resumed).
+    pub clean: CleanStats,
+    /// Prompts already staged by an interrupted build and not encoded again (0: fresh build).
+    pub resumed_from: u64,
+    /// Prompts encoded by this run.
+    pub encoded: u64,
+    /// Wall-clock seconds of this run.
+    pub seconds: f64,
+    /// `encoded / seconds`.
+    pub prompts_per_second: f64,
+    /// The index spec built (`exact`, `hnsw`, ... or a factory string).
+    pub spec: String,
+    /// The FAISS factory string it resolved to.
+    pub faiss_factory: String,
+    /// Identity of the key (CLIP) model, as recorded in the manifest.
+    pub key_model: String,
+    /// Identity of the target (sentence) model, as recorded in the manifest.
+    pub target_model: String,
+}
+
+impl fmt::Display for BuildReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} prompts in {} ({} read: {} empty, {} duplicates dropped); {} encoded in {:.1} s, \
+             {:.1} prompts/s",
+            self.prompts,
+            self.out.display(),
+            self.clean.read,
+            self.clean.empty,
+            self.clean.duplicates,
+            self.encoded,
+            self.seconds,
+            self.prompts_per_second
+        )?;
+        if self.resumed_from > 0 {
+            write!(f, ", resumed from {}", self.resumed_from)?;
+        }
+        write!(f, "; spec {} ({})", self.spec, self.faiss_factory)
+    }
+}
+
+/// Builds a prompt index: keys from one [`TextEmbedder`] (CLIP's text tower), targets from
+/// another (a sentence encoder). See the [module documentation](self).
+///
+/// ```no_run
+/// # use img2prompt::builder::IndexBuilder;
+/// # use img2prompt::corpus::{Corpus, CorpusOptions};
+/// # fn main() -> img2prompt::Result<()> {
+/// # let (clip, minilm): (img2prompt::ClipTextEmbedder, img2prompt::SentenceTextEmbedder) = todo!();
+/// let files = [std::path::PathBuf::from("prompts.parquet")];
+/// let corpus = Corpus::open(&files, CorpusOptions::default())?;
+/// let report = IndexBuilder::new(&clip, &minilm)
+///     .batch_size(64)
+///     .build_corpus(corpus, std::path::Path::new("my-index"))?;
+/// eprintln!("{report}");
+/// # Ok(()) }
+/// ```
+pub struct IndexBuilder<'a> {
+    key_encoder: &'a dyn TextEmbedder,
+    target_encoder: &'a dyn TextEmbedder,
+    spec: Option<IndexSpec>,
+    expected: Option<u64>,
+    batch_size: usize,
+    chunk_size: usize,
+    progress: Progress,
+    overwrite: bool,
+    fresh: bool,
+    label: String,
+}
+
+impl fmt::Debug for IndexBuilder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IndexBuilder")
+            .field("key_encoder", &self.key_encoder.model_id())
+            .field("target_encoder", &self.target_encoder.model_id())
+            .field("spec", &self.spec)
+            .field("expected", &self.expected)
+            .field("batch_size", &self.batch_size)
+            .field("chunk_size", &self.chunk_size)
+            .field("progress", &self.progress)
+            .field("overwrite", &self.overwrite)
+            .field("fresh", &self.fresh)
+            .finish()
+    }
+}
+
+impl<'a> IndexBuilder<'a> {
+    /// A builder with keys from `key_encoder` and targets from `target_encoder`; automatic spec,
+    /// batches of [`DEFAULT_BATCH`], chunks of [`DEFAULT_CHUNK`], [`Progress::Auto`].
+    pub fn new(key_encoder: &'a dyn TextEmbedder, target_encoder: &'a dyn TextEmbedder) -> Self {
+        Self {
+            key_encoder,
+            target_encoder,
+            spec: None,
+            expected: None,
+            batch_size: DEFAULT_BATCH,
+            chunk_size: DEFAULT_CHUNK,
+            progress: Progress::Auto,
+            overwrite: false,
+            fresh: false,
+            label: "the prompt stream".to_owned(),
+        }
+    }
+
+    /// The FAISS index to build (default: [`auto_spec`] of the expected record count).
+    pub fn spec(mut self, spec: IndexSpec) -> Self {
+        self.spec = Some(spec);
+        self
+    }
+
+    /// How many records the stream holds, at most (for the progress total and [`auto_spec`]);
+    /// by default the iterator's size hint.
+    pub fn expected_records(mut self, records: u64) -> Self {
+        self.expected = Some(records);
+        self
+    }
+
+    /// Prompts per encoder call (default [`DEFAULT_BATCH`]).
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// Prompts per chunk, the unit a kill can lose (default [`DEFAULT_CHUNK`]).
+    pub fn chunk_size(mut self, chunk_size: usize) -> Self {
+        self.chunk_size = chunk_size;
+        self
+    }
+
+    /// How to report progress (default [`Progress::Auto`]).
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Replace a finished index at the output (atomically, when the new one is complete);
+    /// otherwise one is an error.
+    pub fn overwrite(mut self, overwrite: bool) -> Self {
+        self.overwrite = overwrite;
+        self
+    }
+
+    /// Discard an interrupted build at the output instead of resuming it.
+    pub fn fresh(mut self, fresh: bool) -> Self {
+        self.fresh = fresh;
+        self
+    }
+
+    /// How to name the inputs in messages (e.g. an empty corpus); [`Self::build_corpus`] sets it.
+    pub fn inputs_label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    /// Builds the index of `corpus` at `out`, naming its files in messages and counting its
+    /// records first (cheap, see [`Corpus::count_records`]) unless
+    /// [`Self::expected_records`] was set.
+    pub fn build_corpus(self, corpus: Corpus, out: &Path) -> Result<BuildReport> {
+        let expected = match self.expected {
+            Some(n) => n,
+            None => corpus.count_records()?,
+        };
+        let label = corpus.label();
+        self.expected_records(expected)
+            .inputs_label(label)
+            .build(corpus, out)
+    }
+
+    /// Cleans `prompts` (see [`crate::corpus::Cleaner`]), encodes them and writes the index
+    /// directory `out`, resuming an interrupted build of it unless [`Self::fresh`].
+    ///
+    /// Errors: a finished index at `out` without [`Self::overwrite`]; an empty corpus after
+    /// cleaning (nothing is written); the first error of the stream (after staging the prompts
+    /// before it, so that a re-run resumes there); an encoder error; an interrupted build at
+    /// `out` made with other models, spec or prompts.
+    pub fn build<I, P>(&self, prompts: I, out: &Path) -> Result<BuildReport>
+    where
+        I: IntoIterator<Item = Result<P>>,
+        P: AsRef<str>,
+    {
+        let start = Instant::now();
+        if self.batch_size == 0 {
+            return Err(Error::invalid("--batch", "must be at least 1"));
+        }
+        if self.chunk_size == 0 {
+            return Err(Error::invalid("chunk size", "must be at least 1"));
+        }
+        check_output(out, self.overwrite)?;
+        let mut stream = prompts.into_iter();
+        let expected = self
+            .expected
+            .or_else(|| stream.size_hint().1.map(|n| n as u64));
+        let spec = self.spec.clone().unwrap_or_else(|| auto_spec(expected));
+        let config = IndexConfig::new(self.key_encoder.dim(), self.target_encoder.dim(), spec)
+            .with_models(self.key_encoder.model_id(), self.target_encoder.model_id());
+        let tracker = Tracker::new(self.progress, expected);
+        let mut cleaner = Cleaner::new();
+
+        let mut writer = None;
+        if has_staging(out) && !self.fresh {
+            let w = IndexWriter::resume(out, config.clone()).map_err(resume_error)?;
+            skip_staged(&mut stream, &mut cleaner, &w, &tracker)?;
+            writer = Some(w);
+        }
+        let resumed_from = writer.as_ref().map_or(0, IndexWriter::len);
+        tracker.resumed(resumed_from);
+
+        let encoded = self.pipeline(
+            &mut stream,
+            &mut cleaner,
+            &mut writer,
+            &config,
+            out,
+            resumed_from,
+            &tracker,
+        )?;
+        let clean = cleaner.stats();
+        let writer = match writer {
+            Some(w) if !w.is_empty() => w,
+            other => {
+                if let Some(w) = other {
+                    // A staging left by a run killed before its first chunk: it holds nothing.
+                    w.abort()?;
+                }
+                tracker.finish();
+                return Err(empty_corpus(&self.label, clean));
+            }
+        };
+        let manifest = writer.finish()?;
+        tracker.finish();
+        let seconds = start.elapsed().as_secs_f64();
+        Ok(BuildReport {
+            out: out.to_owned(),
+            prompts: manifest.count,
+            clean,
+            resumed_from,
+            encoded,
+            seconds,
+            prompts_per_second: if seconds > 0.0 {
+                encoded as f64 / seconds
+            } else {
+                0.0
+            },
+            spec: manifest.spec,
+            faiss_factory: manifest.faiss_factory,
+            key_model: manifest.key_model,
+            target_model: manifest.target_model,
+        })
+    }
+
+    /// Reads, encodes and appends chunks until the stream ends; returns the prompts encoded.
+    /// Creates the writer on the first prompt when there is none.
+    #[allow(clippy::too_many_arguments)]
+    fn pipeline<S, P>(
+        &self,
+        stream: &mut S,
+        cleaner: &mut Cleaner,
+        writer: &mut Option<IndexWriter>,
+        config: &IndexConfig,
+        out: &Path,
+        first_id: u64,
+        tracker: &Tracker,
+    ) -> Result<u64>
+    where
+        S: Iterator<Item = Result<P>>,
+        P: AsRef<str>,
+    {
+        let (key, target, batch) = (self.key_encoder, self.target_encoder, self.batch_size);
+        let chunk_size = self.chunk_size as u64;
+        let mut next_id = first_id;
+        let mut encoded = 0u64;
+        std::thread::scope(|scope| {
+            let spawn = |start: u64, texts: Vec<String>| {
+                scope.spawn(move || -> Result<Encoded> {
+                    let (keys, targets) = encode_chunk(key, target, &texts, batch, tracker)?;
+                    Ok(Encoded {
+                        start,
+                        texts,
+                        keys,
+                        targets,
+                    })
+                })
+            };
+            let mut in_flight = None;
+            loop {
+                // Reading and cleaning this chunk overlaps encoding the previous one.
+                let end = (next_id / chunk_size + 1) * chunk_size;
+                let Chunk {
+                    start,
+                    texts,
+                    error,
+                    exhausted,
+                } = read_chunk(stream, cleaner, next_id, end);
+                tracker.records(cleaner.stats().read);
+                next_id += texts.len() as u64;
+                let done = in_flight.take().map(join_encoded).transpose()?;
+                if !texts.is_empty() {
+                    if writer.is_none() {
+                        *writer = Some(IndexWriter::create(out, config.clone())?);
+                    }
+                    in_flight = Some(spawn(start, texts));
+                }
+                // Appending the previous chunk overlaps encoding this one.
+                if let Some(done) = done {
+                    encoded += append(writer, done)?;
+                }
+                if error.is_some() || exhausted {
+                    if let Some(handle) = in_flight.take() {
+                        encoded += append(writer, join_encoded(handle)?)?;
+                    }
+                    return match error {
+                        Some(e) => Err(e),
+                        None => Ok(encoded),
+                    };
+                }
+            }
+        })
+    }
+}
+
+/// Waits for an encoding thread.
+fn join_encoded(handle: std::thread::ScopedJoinHandle<'_, Result<Encoded>>) -> Result<Encoded> {
+    handle
+        .join()
+        .map_err(|_| Error::Backend("an encoder thread panicked".to_owned()))?
+}
+
+fn has_staging(out: &Path) -> bool {
+    staging_dir(out).is_some_and(|s| s.join(STAGING_FILE).is_file())
+}
+
+/// A resume failure (another config, a damaged staging) with the way out.
+fn resume_error(e: knn_index::Error) -> Error {
+    match e {
+        knn_index::Error::Manifest { path, reason } => Error::Input {
+            path,
+            line: None,
+            message: format!(
+                "cannot resume the interrupted build: {reason} (discard it with --fresh)"
+            ),
+        },
+        other => Error::Index(other),
+    }
+}
+
+/// Cleaned prompts of one chunk, ids `start..start + texts.len()`.
+struct Chunk {
+    start: u64,
+    texts: Vec<String>,
+    /// The stream's error that ended the chunk early.
+    error: Option<Error>,
+    /// The stream ended.
+    exhausted: bool,
+}
+
+/// A chunk with its keys and targets.
+struct Encoded {
+    start: u64,
+    texts: Vec<String>,
+    keys: Vec<f32>,
+    targets: Vec<f32>,
+}
+
+/// Reads cleaned prompts with ids `start..end` (fewer when the stream ends or fails).
+fn read_chunk<S, P>(stream: &mut S, cleaner: &mut Cleaner, start: u64, end: u64) -> Chunk
+where
+    S: Iterator<Item = Result<P>>,
+    P: AsRef<str>,
+{
+    let mut chunk = Chunk {
+        start,
+        texts: Vec::with_capacity(usize::try_from(end - start).unwrap_or(0).min(1 << 16)),
+        error: None,
+        exhausted: false,
+    };
+    while start + (chunk.texts.len() as u64) < end {
+        match stream.next() {
+            None => {
+                chunk.exhausted = true;
+                break;
+            }
+            Some(Err(e)) => {
+                chunk.error = Some(e);
+                break;
+            }
+            Some(Ok(record)) => {
+                if let Some(text) = cleaner.clean(record.as_ref()) {
+                    chunk.texts.push(text);
+                }
+            }
+        }
+    }
+    chunk
+}
+
+/// Appends an encoded chunk; returns its length.
+fn append(writer: &mut Option<IndexWriter>, done: Encoded) -> Result<u64> {
+    let Some(writer) = writer.as_mut() else {
+        return Err(Error::Backend(
+            "no index writer for an encoded chunk".to_owned(),
+        ));
+    };
+    let n = done.texts.len() as u64;
+    let ids: Vec<u64> = (done.start..done.start + n).collect();
+    writer.append(&ids, &done.keys, &done.texts, &done.targets)?;
+    Ok(n)
+}
+
+/// Re-reads the prompts an interrupted build staged, checking each against the staged text.
+fn skip_staged<S, P>(
+    stream: &mut S,
+    cleaner: &mut Cleaner,
+    writer: &IndexWriter,
+    tracker: &Tracker,
+) -> Result<()>
+where
+    S: Iterator<Item = Result<P>>,
+    P: AsRef<str>,
+{
+    let rows = writer.len();
+    if rows == 0 {
+        return Ok(());
+    }
+    let path = writer.staging_dir().join(PROMPTS_FILE);
+    let mut staged = BufReader::new(File::open(&path).map_err(|e| Error::io(&path, e))?);
+    let mut line = String::new();
+    let mut id = 0u64;
+    let other = |message: String| Error::Input {
+        path: writer.staging_dir().to_owned(),
+        line: None,
+        message: format!(
+            "{message}: the interrupted build was made from other prompts (start over with --fresh)"
+        ),
+    };
+    while id < rows {
+        let Some(record) = stream.next() else {
+            return Err(other(format!(
+                "it holds {rows} prompts, the corpus only {id}"
+            )));
+        };
+        let Some(text) = cleaner.clean(record?.as_ref()) else {
+            continue;
+        };
+        line.clear();
+        staged
+            .read_line(&mut line)
+            .map_err(|e| Error::io(&path, e))?;
+        if line.strip_suffix('\n') != Some(text.as_str()) {
+            return Err(other(format!("prompt {id} differs")));
+        }
+        id += 1;
+        if id.is_multiple_of(4096) {
+            tracker.records(cleaner.stats().read);
+        }
+    }
+    tracker.records(cleaner.stats().read);
+    Ok(())
+}
+
+/// Encodes a chunk: keys and targets at the same time, on two threads.
+fn encode_chunk(
+    key: &dyn TextEmbedder,
+    target: &dyn TextEmbedder,
+    texts: &[String],
+    batch: usize,
+    tracker: &Tracker,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    std::thread::scope(|scope| {
+        let keys = scope.spawn(|| encode_side(key, texts, batch, |n| tracker.keys_done(n)));
+        let targets = encode_side(target, texts, batch, |n| tracker.targets_done(n));
+        let keys = keys
+            .join()
+            .map_err(|_| Error::Backend("the key encoder panicked".to_owned()))?;
+        Ok((keys?, targets?))
+    })
+}
+
+/// All embeddings of `texts` by `encoder`, `batch` at a time, checked for width.
+fn encode_side(
+    encoder: &dyn TextEmbedder,
+    texts: &[String],
+    batch: usize,
+    done: impl Fn(u64),
+) -> Result<Vec<f32>> {
+    let dim = encoder.dim();
+    let mut out = Vec::with_capacity(texts.len() * dim);
+    for part in texts.chunks(batch) {
+        let refs: Vec<&str> = part.iter().map(String::as_str).collect();
+        let v = encoder.embed_texts(&refs)?;
+        if v.len() != part.len() * dim {
+            return Err(Error::Mismatch {
+                what: format!("embeddings from {}", encoder.model_id()),
+                expected: format!("{} floats ({} texts x {dim})", part.len() * dim, part.len()),
+                found: format!("{} floats", v.len()),
+            });
+        }
+        out.extend_from_slice(&v);
+        done(part.len() as u64);
+    }
+    Ok(out)
+}
+
+/// Progress shared by the reading thread and the two encoder threads.
+struct Tracker {
+    bar: Option<indicatif::ProgressBar>,
+    log: bool,
+    total: Option<u64>,
+    start: Instant,
+    last_log: Mutex<Instant>,
+    resumed: AtomicU64,
+    records: AtomicU64,
+    keys: AtomicU64,
+    targets: AtomicU64,
+}
+
+impl Tracker {
+    fn new(progress: Progress, total: Option<u64>) -> Self {
+        let progress = match progress {
+            Progress::Auto if std::io::stderr().is_terminal() => Progress::Bar,
+            Progress::Auto => Progress::Log,
+            other => other,
+        };
+        let bar = (progress == Progress::Bar).then(|| {
+            let (bar, template) = match total {
+                Some(n) => (
+                    indicatif::ProgressBar::new(n),
+                    "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} prompts \
+                     (ETA {eta}) {msg}",
+                ),
+                None => (
+                    indicatif::ProgressBar::new_spinner(),
+                    "{spinner} [{elapsed_precise}] {human_pos} prompts {msg}",
+                ),
+            };
+            if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+                bar.set_style(style);
+            }
+            bar.enable_steady_tick(Duration::from_millis(250));
+            bar
+        });
+        let now = Instant::now();
+        Self {
+            bar,
+            log: progress == Progress::Log,
+            total,
+            start: now,
+            last_log: Mutex::new(now),
+            resumed: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            keys: AtomicU64::new(0),
+            targets: AtomicU64::new(0),
+        }
+    }
+
+    fn resumed(&self, rows: u64) {
+        self.resumed.store(rows, Ordering::Relaxed);
+        if let Some(bar) = &self.bar {
+            bar.set_position(rows);
+            bar.reset_eta();
+        }
+    }
+
+    fn records(&self, read: u64) {
+        self.records.store(read, Ordering::Relaxed);
+        self.tick();
+    }
+
+    fn keys_done(&self, n: u64) {
+        self.keys.fetch_add(n, Ordering::Relaxed);
+        self.tick();
+    }
+
+    fn targets_done(&self, n: u64) {
+        self.targets.fetch_add(n, Ordering::Relaxed);
+        self.tick();
+    }
+
+    /// Prompts encoded (keys and targets both) by this run.
+    fn encoded(&self) -> u64 {
+        self.keys
+            .load(Ordering::Relaxed)
+            .min(self.targets.load(Ordering::Relaxed))
+    }
+
+    fn tick(&self) {
+        let encoded = self.encoded();
+        let position = self.resumed.load(Ordering::Relaxed) + encoded;
+        let records = self.records.load(Ordering::Relaxed);
+        let rate = || {
+            let elapsed = self.start.elapsed().as_secs_f64();
+            if elapsed > 0.0 {
+                encoded as f64 / elapsed
+            } else {
+                0.0
+            }
+        };
+        if let Some(bar) = &self.bar {
+            bar.set_position(position);
+            bar.set_message(format!("{:.1} prompts/s, {records} records read", rate()));
+        }
+        if !self.log {
+            return;
+        }
+        let Ok(mut last) = self.last_log.lock() else {
+            return;
+        };
+        if last.elapsed() < LOG_EVERY {
+            return;
+        }
+        *last = Instant::now();
+        let total = self
+            .total
+            .map(|n| format!(" of at most {n}"))
+            .unwrap_or_default();
+        eprintln!(
+            "index build: {position} prompts indexed{total}, {records} records read, {:.1} prompts/s",
+            rate()
+        );
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar
+            && !bar.is_finished()
+        {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        // Clears the bar on error paths too, so the error line stands alone.
+        self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_spec_by_size() {
+        assert_eq!(auto_spec(Some(50)), IndexSpec::Exact);
+        assert_eq!(auto_spec(Some(AUTO_EXACT_MAX)), IndexSpec::Exact);
+        assert_eq!(auto_spec(Some(AUTO_EXACT_MAX + 1)), IndexSpec::Hnsw);
+        assert_eq!(auto_spec(None), IndexSpec::Hnsw);
+        assert_eq!(auto_spec(Some(AUTO_HNSW_MAX + 1)), IndexSpec::IvfPq);
+    }
+
+    #[test]
+    fn output_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_output(&dir.path().join("new"), false).is_ok());
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        assert!(check_output(&empty, false).is_ok());
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let err = check_output(&file, true).unwrap_err().to_string();
+        assert!(err.contains("not a directory"), "{err}");
+        let other = dir.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join("photo.jpg"), "x").unwrap();
+        let err = check_output(&other, true).unwrap_err().to_string();
+        assert!(err.contains("not an index directory"), "{err}");
+        let index = dir.path().join("index");
+        std::fs::create_dir(&index).unwrap();
+        std::fs::write(index.join(MANIFEST_FILE), "{}").unwrap();
+        let err = check_output(&index, false).unwrap_err().to_string();
+        assert!(err.contains("--overwrite"), "{err}");
+        assert!(check_output(&index, true).is_ok());
+    }
+
+    #[test]
+    fn staging_dir_is_knn_index_layout() {
+        assert_eq!(
+            staging_dir(Path::new("/data/idx")),
+            Some(PathBuf::from("/data/.idx.knn-staging"))
+        );
+        assert_eq!(staging_dir(Path::new("/")), None);
+    }
+
+    #[test]
+    fn chunks_end_on_multiples_of_the_chunk_size() {
+        let mut stream = (0..10).map(|i| Ok::<_, Error>(format!("p{i}")));
+        let mut cleaner = Cleaner::new();
+        let chunk = read_chunk(&mut stream, &mut cleaner, 3, 4);
+        assert_eq!(chunk.texts, ["p0"]);
+        let chunk = read_chunk(&mut stream, &mut cleaner, 4, 8);
+        assert_eq!(chunk.texts, ["p1", "p2", "p3", "p4"]);
+        assert!(!chunk.exhausted);
+        let chunk = read_chunk(&mut stream, &mut cleaner, 8, 12);
+        assert_eq!(chunk.texts.len(), 4);
+        let chunk = read_chunk(&mut stream, &mut cleaner, 12, 16);
+        assert_eq!(chunk.texts, ["p9"]);
+        assert!(chunk.exhausted && chunk.error.is_none());
+    }
+}

@@ -1,0 +1,205 @@
+//! Composing a prompt text from the neighbours' comma-separated phrases.
+//!
+//! Prompts are lists of phrases ("a red star, striped background, pixel art"). Given the fused
+//! sentence-space embedding of an image, [`compose_prompt`] collects the distinct phrases of the
+//! best neighbours and builds a prompt greedily: each step appends the phrase whose addition gives
+//! the highest cosine between the sentence embedding of the whole text and the target; it stops
+//! when no phrase improves the cosine or `max_phrases` are chosen. Every step embeds all candidate
+//! texts in one batch, so a prompt costs at most `max_phrases` encoder batches.
+
+use std::collections::HashSet;
+
+use prompt_fusion::cosine;
+
+use crate::components::TextEmbedder;
+use crate::error::{Error, Result};
+
+/// Limits of [`compose_prompt`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ComposeOptions {
+    /// Phrases are taken from this many best neighbours.
+    pub neighbours: usize,
+    /// At most this many distinct candidate phrases are considered.
+    pub max_candidates: usize,
+    /// At most this many phrases in the composed prompt.
+    pub max_phrases: usize,
+}
+
+impl Default for ComposeOptions {
+    /// Phrases of the 20 best neighbours, at most 48 candidates, at most 8 phrases.
+    fn default() -> Self {
+        Self {
+            neighbours: 20,
+            max_candidates: 48,
+            max_phrases: 8,
+        }
+    }
+}
+
+/// A composed prompt and the cosine of its own sentence embedding to the target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Composed {
+    /// The prompt text: chosen phrases joined by ", ", in the order chosen.
+    pub text: String,
+    /// Cosine between the text's sentence embedding and the target.
+    pub score: f32,
+}
+
+/// The distinct, non-empty, trimmed comma-separated phrases of `prompts`, in order of first
+/// appearance, at most `limit`.
+pub fn distinct_phrases<'a>(prompts: &[&'a str], limit: usize) -> Vec<&'a str> {
+    let mut seen = HashSet::new();
+    let mut phrases = Vec::new();
+    for phrase in prompts.iter().flat_map(|p| p.split(',')).map(str::trim) {
+        if phrases.len() >= limit {
+            break;
+        }
+        if !phrase.is_empty() && seen.insert(phrase) {
+            phrases.push(phrase);
+        }
+    }
+    phrases
+}
+
+/// Greedily composes a prompt from the phrases of `neighbour_prompts` (best first) that
+/// maximises the cosine between its sentence embedding (by `embedder`) and `target`.
+///
+/// # Errors
+/// No phrase at all in the neighbours, `target` not as wide as the embedder's output, or the
+/// embedder's own errors.
+pub fn compose_prompt(
+    target: &[f32],
+    neighbour_prompts: &[&str],
+    embedder: &dyn TextEmbedder,
+    options: &ComposeOptions,
+) -> Result<Composed> {
+    if target.len() != embedder.dim() {
+        return Err(Error::Mismatch {
+            what: format!(
+                "compose: target width vs sentence model {}",
+                embedder.model_id()
+            ),
+            expected: embedder.dim().to_string(),
+            found: target.len().to_string(),
+        });
+    }
+    let sources = &neighbour_prompts[..neighbour_prompts.len().min(options.neighbours)];
+    let mut remaining = distinct_phrases(sources, options.max_candidates);
+    if remaining.is_empty() {
+        return Err(Error::invalid(
+            "compose",
+            "the neighbours' prompts contain no phrase",
+        ));
+    }
+    let dim = embedder.dim();
+    let mut chosen: Vec<&str> = Vec::new();
+    let mut best = f32::NEG_INFINITY;
+    while chosen.len() < options.max_phrases.max(1) && !remaining.is_empty() {
+        let trials: Vec<String> = remaining
+            .iter()
+            .map(|p| {
+                let mut parts = chosen.clone();
+                parts.push(p);
+                parts.join(", ")
+            })
+            .collect();
+        let refs: Vec<&str> = trials.iter().map(String::as_str).collect();
+        let embedded = embedder.embed_texts(&refs)?;
+        let mut step_best: Option<(usize, f32)> = None;
+        for (i, row) in embedded.chunks_exact(dim).enumerate() {
+            let c = cosine(row, target)?;
+            if step_best.is_none_or(|(_, s)| c > s) {
+                step_best = Some((i, c));
+            }
+        }
+        match step_best {
+            Some((i, score)) if score > best => {
+                best = score;
+                chosen.push(remaining.remove(i));
+            }
+            _ => break,
+        }
+    }
+    Ok(Composed {
+        text: chosen.join(", "),
+        score: best,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Embeds a text as the counts of three keywords plus a constant 1 (a transparent stand-in
+    /// for a sentence model; the constant keeps every embedding non-zero).
+    struct KeywordEmbedder;
+
+    impl TextEmbedder for KeywordEmbedder {
+        fn model_id(&self) -> &str {
+            "keywords"
+        }
+        fn dim(&self) -> usize {
+            4
+        }
+        fn embed_texts(&self, texts: &[&str]) -> Result<Vec<f32>> {
+            Ok(texts
+                .iter()
+                .flat_map(|t| {
+                    let mut v: Vec<f32> = ["red", "star", "stripes"]
+                        .iter()
+                        .map(|w| t.matches(w).count() as f32)
+                        .collect();
+                    v.push(1.0);
+                    v
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn phrases_are_distinct_trimmed_and_ordered() {
+        let p = distinct_phrases(&["a, b ,, c", "b, d", " a "], 10);
+        assert_eq!(p, vec!["a", "b", "c", "d"]);
+        assert_eq!(distinct_phrases(&["a, b, c"], 2), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn greedy_picks_the_phrases_that_match_the_target() {
+        // Target: "red" and "star" equally, no "stripes".
+        let target = [1.0, 1.0, 0.0, 0.0];
+        let prompts = ["a blue circle, stripes", "red square, a star", "stripes"];
+        let c = compose_prompt(
+            &target,
+            &prompts,
+            &KeywordEmbedder,
+            &ComposeOptions::default(),
+        )
+        .unwrap();
+        let mut parts: Vec<&str> = c.text.split(", ").collect();
+        parts.sort_unstable();
+        assert_eq!(parts, vec!["a star", "red square"]);
+        // [1, 1, 0, 1] against [1, 1, 0, 0]: 2 / (sqrt 3 * sqrt 2).
+        assert!((c.score - 2.0 / 6f32.sqrt()).abs() < 1e-6, "{c:?}");
+    }
+
+    #[test]
+    fn stops_when_nothing_improves() {
+        let target = [0.0, 0.0, 1.0, 0.0];
+        let prompts = ["stripes, red, star"];
+        let c = compose_prompt(
+            &target,
+            &prompts,
+            &KeywordEmbedder,
+            &ComposeOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(c.text, "stripes");
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let opts = ComposeOptions::default();
+        assert!(compose_prompt(&[1.0, 0.0], &["a"], &KeywordEmbedder, &opts).is_err());
+        assert!(compose_prompt(&[1.0, 0.0, 0.0, 0.0], &[" , "], &KeywordEmbedder, &opts).is_err());
+    }
+}

@@ -1,0 +1,556 @@
+//! The online stage: [`Predictor`], composed from the traits in [`crate::components`].
+//!
+//! ```text
+//! image ─► ImageEmbedder ─► query ─► NeighbourSearch ─► top-k hits ─┐
+//!                              └───► EmbeddingHead ─► head vector ──┴─► Fusion ─► embedding
+//!                                                                           └─► prompt text
+//! ```
+//!
+//! Build one with [`Predictor::builder`]; [`PredictorBuilder::build`] checks that the parts fit
+//! together (widths, and the model identities recorded in the index) before any image is seen.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use image::DynamicImage;
+use prompt_fusion::FusionConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::ModelCache;
+use crate::components::{
+    ClipImageEmbedder, EmbeddingHead, Fusion, Hit, ImageEmbedder, IndexSearch, NeighbourSearch,
+    SentenceTextEmbedder, TextEmbedder,
+};
+use crate::compose::{ComposeOptions, compose_prompt};
+use crate::error::{Error, Result};
+use crate::head::{ClipHead, HEAD_FILE};
+use crate::index_models::{IndexModel, resolve_index_model};
+use crate::model_id::ModelId;
+
+/// How [`Predictor::open`] assembles a predictor from an index directory.
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// CLIP checkpoint (directory or cache name); default: the one recorded in the manifest.
+    pub clip: Option<String>,
+    /// Sentence model (directory or cache name), used when composing; default: the manifest's.
+    pub sentence: Option<String>,
+    /// Neighbours, weighting and blend weights.
+    pub fusion: FusionConfig,
+    /// Ignore `head.safetensors` even when present (KNN prediction only).
+    pub no_head: bool,
+    /// Compose prompt texts from the neighbours' phrases instead of the best neighbour's prompt.
+    pub compose: Option<ComposeOptions>,
+}
+
+/// One neighbour as reported with a prediction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PredictedNeighbour {
+    /// The prompt's id in the index.
+    pub id: u64,
+    /// The prompt text.
+    pub prompt: String,
+    /// Cosine similarity of the image's embedding to the prompt's key.
+    pub score: f32,
+    /// The normalised aggregation weight the neighbour got in the KNN prediction (0 if unused).
+    pub weight: f32,
+}
+
+/// What [`Predictor::predict`] returns for one image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prediction {
+    /// The predicted sentence-space embedding of the image's prompt (unit length).
+    pub embedding: Vec<f32>,
+    /// The head's prediction alone, when a head is part of the predictor.
+    pub head: Option<Vec<f32>>,
+    /// The neighbours searched (the fusion's `k`), best first, with the weights used.
+    pub neighbours: Vec<PredictedNeighbour>,
+    /// The prompt text: the best neighbour's prompt, or the composed prompt with composing on.
+    pub prompt: String,
+}
+
+/// How the prompt text of a prediction is chosen.
+#[derive(Clone)]
+enum PromptText {
+    /// The best neighbour's prompt.
+    BestNeighbour,
+    /// Phrases of the neighbours composed to match the embedding (see [`crate::compose`]).
+    Compose(Arc<dyn TextEmbedder>, ComposeOptions),
+}
+
+/// The image-to-prompt predictor: image embedder + neighbour search + optional head + fusion.
+/// `Send + Sync`: share one across threads (e.g. behind an `Arc`).
+#[derive(Clone)]
+pub struct Predictor {
+    image: Arc<dyn ImageEmbedder>,
+    search: Arc<dyn NeighbourSearch>,
+    head: Option<Arc<dyn EmbeddingHead>>,
+    fusion: Arc<dyn Fusion>,
+    prompt_text: PromptText,
+}
+
+/// Builds a [`Predictor`]; see [`Predictor::builder`].
+#[derive(Default)]
+pub struct PredictorBuilder {
+    image: Option<Arc<dyn ImageEmbedder>>,
+    search: Option<Arc<dyn NeighbourSearch>>,
+    head: Option<Arc<dyn EmbeddingHead>>,
+    fusion: Option<Arc<dyn Fusion>>,
+    compose: Option<(Arc<dyn TextEmbedder>, ComposeOptions)>,
+}
+
+impl PredictorBuilder {
+    /// The image embedder (required): CLIP's image tower or any [`ImageEmbedder`].
+    pub fn image_encoder(mut self, embedder: impl ImageEmbedder + 'static) -> Self {
+        self.image = Some(Arc::new(embedder));
+        self
+    }
+
+    /// The image embedder, shared.
+    pub fn image_encoder_shared(mut self, embedder: Arc<dyn ImageEmbedder>) -> Self {
+        self.image = Some(embedder);
+        self
+    }
+
+    /// The neighbour search (required): a prompt index or any [`NeighbourSearch`].
+    pub fn index(mut self, search: impl NeighbourSearch + 'static) -> Self {
+        self.search = Some(Arc::new(search));
+        self
+    }
+
+    /// The neighbour search, shared.
+    pub fn index_shared(mut self, search: Arc<dyn NeighbourSearch>) -> Self {
+        self.search = Some(search);
+        self
+    }
+
+    /// The head mapping image embeddings into the target space (optional: without one, the
+    /// prediction is the KNN prediction alone).
+    pub fn head(mut self, head: impl EmbeddingHead + 'static) -> Self {
+        self.head = Some(Arc::new(head));
+        self
+    }
+
+    /// The head, shared.
+    pub fn head_shared(mut self, head: Arc<dyn EmbeddingHead>) -> Self {
+        self.head = Some(head);
+        self
+    }
+
+    /// The fusion (optional; default [`FusionConfig::default`]: k = 100, similarity-weighted,
+    /// 0.6 KNN / 0.4 head).
+    pub fn fusion(mut self, fusion: impl Fusion + 'static) -> Self {
+        self.fusion = Some(Arc::new(fusion));
+        self
+    }
+
+    /// Compose the prompt text from the neighbours' phrases with this sentence model (the one
+    /// that made the index's targets) instead of returning the best neighbour's prompt.
+    pub fn compose(
+        mut self,
+        sentence: impl TextEmbedder + 'static,
+        options: ComposeOptions,
+    ) -> Self {
+        self.compose = Some((Arc::new(sentence), options));
+        self
+    }
+
+    /// Checks that the parts fit and builds the predictor.
+    ///
+    /// # Errors
+    /// A missing image embedder or index; an empty index; widths that disagree (image embedding
+    /// vs index keys, head input/output vs keys/targets, sentence model vs targets); model
+    /// identities that disagree with the index manifest's ([`ModelId::matches`]).
+    pub fn build(self) -> Result<Predictor> {
+        let image = self
+            .image
+            .ok_or_else(|| Error::invalid("Predictor::builder", "no image encoder given"))?;
+        let search = self
+            .search
+            .ok_or_else(|| Error::invalid("Predictor::builder", "no index given"))?;
+        if search.is_empty() {
+            return Err(Error::invalid("index", "the index holds no prompts"));
+        }
+        let fusion = self
+            .fusion
+            .unwrap_or_else(|| Arc::new(FusionConfig::default()));
+        if fusion.k() == 0 {
+            return Err(Error::invalid("k", "must be at least 1"));
+        }
+        check_width(
+            "image embedding vs index keys",
+            search.key_dim(),
+            image.dim(),
+        )?;
+        if let Some(recorded) = search.key_model() {
+            check_model(
+                "index key model vs image encoder",
+                recorded,
+                image.model_id(),
+            )?;
+        }
+        if let Some(head) = &self.head {
+            check_width(
+                "head input vs index keys",
+                search.key_dim(),
+                head.input_dim(),
+            )?;
+            check_width(
+                "head output vs index targets",
+                search.target_dim(),
+                head.output_dim(),
+            )?;
+        }
+        let prompt_text = match self.compose {
+            None => PromptText::BestNeighbour,
+            Some((sentence, options)) => {
+                check_width(
+                    "sentence model vs index targets",
+                    search.target_dim(),
+                    sentence.dim(),
+                )?;
+                if let Some(recorded) = search.target_model() {
+                    check_model(
+                        "index target model vs sentence model",
+                        recorded,
+                        sentence.model_id(),
+                    )?;
+                }
+                PromptText::Compose(sentence, options)
+            }
+        };
+        Ok(Predictor {
+            image,
+            search,
+            head: self.head,
+            fusion,
+            prompt_text,
+        })
+    }
+}
+
+fn check_width(what: &str, expected: usize, found: usize) -> Result<()> {
+    if expected == found {
+        Ok(())
+    } else {
+        Err(Error::Mismatch {
+            what: what.to_string(),
+            expected: expected.to_string(),
+            found: found.to_string(),
+        })
+    }
+}
+
+fn check_model(what: &str, recorded: &str, given: &str) -> Result<()> {
+    if ModelId::matches(recorded, given) {
+        Ok(())
+    } else {
+        Err(Error::Mismatch {
+            what: format!("{what} (the index was built with another model)"),
+            expected: recorded.to_string(),
+            found: given.to_string(),
+        })
+    }
+}
+
+impl Predictor {
+    /// The predictor an index directory describes: its CLIP model's image tower (resolved as in
+    /// [`resolve_index_model`]), the index itself, `head.safetensors` when present (unless
+    /// `options.no_head`) and the fusion settings.
+    pub fn open(
+        index_dir: impl AsRef<Path>,
+        options: &OpenOptions,
+        cache: &ModelCache,
+        device: &burn::tensor::Device,
+    ) -> Result<Self> {
+        let index_dir = index_dir.as_ref();
+        options
+            .fusion
+            .validate()
+            .map_err(|e| Error::invalid("fusion", e.to_string()))?;
+        let clip =
+            resolve_index_model(index_dir, IndexModel::Clip, options.clip.as_deref(), cache)?;
+        let mut builder = Predictor::builder()
+            .image_encoder(ClipImageEmbedder::load(&clip, device)?)
+            .index(IndexSearch::open(index_dir)?)
+            .fusion(options.fusion);
+        if !options.no_head && index_dir.join(HEAD_FILE).is_file() {
+            builder = builder.head(ClipHead::load(index_dir, device)?);
+        }
+        if let Some(compose) = options.compose {
+            let sentence = resolve_index_model(
+                index_dir,
+                IndexModel::Sentence,
+                options.sentence.as_deref(),
+                cache,
+            )?;
+            builder = builder.compose(SentenceTextEmbedder::load(&sentence, device)?, compose);
+        }
+        builder.build()
+    }
+
+    /// A builder: `Predictor::builder().image_encoder(..).index(..).head(..).fusion(..).build()?`.
+    pub fn builder() -> PredictorBuilder {
+        PredictorBuilder::default()
+    }
+
+    /// The image embedder.
+    pub fn image_encoder(&self) -> &dyn ImageEmbedder {
+        self.image.as_ref()
+    }
+
+    /// The neighbour search.
+    pub fn index(&self) -> &dyn NeighbourSearch {
+        self.search.as_ref()
+    }
+
+    /// The head, if any.
+    pub fn head(&self) -> Option<&dyn EmbeddingHead> {
+        self.head.as_deref()
+    }
+
+    /// The fusion.
+    pub fn fusion(&self) -> &dyn Fusion {
+        self.fusion.as_ref()
+    }
+
+    /// Predicts one image.
+    pub fn predict(&self, image: &DynamicImage) -> Result<Prediction> {
+        let mut out = self.predict_batch(std::slice::from_ref(image))?;
+        out.pop()
+            .ok_or_else(|| Error::Backend("the image encoder returned no embedding".into()))
+    }
+
+    /// Predicts a batch of images (embedded together), in order.
+    pub fn predict_batch(&self, images: &[DynamicImage]) -> Result<Vec<Prediction>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let queries = self.image.embed_images(images)?;
+        self.predict_embeddings(&queries)
+    }
+
+    /// Predicts from image embeddings computed elsewhere (flat row-major, `key_dim` wide).
+    pub fn predict_embeddings(&self, queries: &[f32]) -> Result<Vec<Prediction>> {
+        let dim = self.search.key_dim();
+        if queries.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !queries.len().is_multiple_of(dim) {
+            return Err(Error::Mismatch {
+                what: "query embeddings width".into(),
+                expected: format!("a multiple of {dim}"),
+                found: queries.len().to_string(),
+            });
+        }
+        let hits = self.search.search(queries, self.fusion.k())?;
+        let heads = match &self.head {
+            Some(head) => {
+                let out = head.predict(queries)?;
+                let w = head.output_dim();
+                Some(out.chunks_exact(w).map(<[f32]>::to_vec).collect::<Vec<_>>())
+            }
+            None => None,
+        };
+        hits.into_iter()
+            .enumerate()
+            .map(|(i, hits)| {
+                let head = heads.as_ref().map(|h| h[i].clone());
+                self.finish(hits, head)
+            })
+            .collect()
+    }
+
+    /// Fuses one query's hits and head prediction and picks its prompt text.
+    fn finish(&self, hits: Vec<Hit>, head: Option<Vec<f32>>) -> Result<Prediction> {
+        let fused = self.fusion.fuse(&hits, head.as_deref())?;
+        let prompt = match &self.prompt_text {
+            PromptText::BestNeighbour => hits.first().map(|h| h.prompt.clone()).unwrap_or_default(),
+            PromptText::Compose(sentence, options) => {
+                let prompts: Vec<&str> = hits.iter().map(|h| h.prompt.as_str()).collect();
+                compose_prompt(&fused.embedding, &prompts, sentence.as_ref(), options)?.text
+            }
+        };
+        let neighbours = hits
+            .into_iter()
+            .zip(fused.weights.iter().copied().chain(std::iter::repeat(0.0)))
+            .map(|(h, weight)| PredictedNeighbour {
+                id: h.id,
+                prompt: h.prompt,
+                score: h.score,
+                weight,
+            })
+            .collect();
+        Ok(Prediction {
+            embedding: fused.embedding,
+            head,
+            neighbours,
+            prompt,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Embeds an image as its mean RGB (3-d).
+    struct MeanColour(&'static str);
+
+    impl ImageEmbedder for MeanColour {
+        fn model_id(&self) -> &str {
+            self.0
+        }
+        fn dim(&self) -> usize {
+            3
+        }
+        fn embed_images(&self, images: &[DynamicImage]) -> Result<Vec<f32>> {
+            Ok(images
+                .iter()
+                .flat_map(|im| {
+                    let rgb = im.to_rgb8();
+                    let n = (rgb.width() * rgb.height()) as f32;
+                    let mut s = [0f32; 3];
+                    for p in rgb.pixels() {
+                        for c in 0..3 {
+                            s[c] += f32::from(p[c]) / n;
+                        }
+                    }
+                    s
+                })
+                .collect())
+        }
+    }
+
+    /// Three prompts keyed by the axis colours; targets 2-d.
+    struct Colours;
+
+    impl NeighbourSearch for Colours {
+        fn key_dim(&self) -> usize {
+            3
+        }
+        fn target_dim(&self) -> usize {
+            2
+        }
+        fn len(&self) -> usize {
+            3
+        }
+        fn key_model(&self) -> Option<&str> {
+            Some("mean-colour@0001")
+        }
+        fn target_model(&self) -> Option<&str> {
+            None
+        }
+        fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Hit>>> {
+            let table = [
+                ("red", [1.0, 0.0]),
+                ("green", [0.0, 1.0]),
+                ("blue", [0.6, 0.8]),
+            ];
+            Ok(queries
+                .chunks_exact(3)
+                .map(|q| {
+                    let norm = q.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-9);
+                    let mut hits: Vec<Hit> = table
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (name, target))| Hit {
+                            id: i as u64,
+                            score: q[i] / norm,
+                            prompt: format!("{name} image"),
+                            target: target.to_vec(),
+                        })
+                        .collect();
+                    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+                    hits.truncate(k);
+                    hits
+                })
+                .collect())
+        }
+    }
+
+    struct ConstantHead(Vec<f32>);
+
+    impl EmbeddingHead for ConstantHead {
+        fn input_dim(&self) -> usize {
+            3
+        }
+        fn output_dim(&self) -> usize {
+            self.0.len()
+        }
+        fn predict(&self, embeddings: &[f32]) -> Result<Vec<f32>> {
+            Ok(embeddings
+                .chunks_exact(3)
+                .flat_map(|_| self.0.clone())
+                .collect())
+        }
+    }
+
+    fn solid(r: u8, g: u8, b: u8) -> DynamicImage {
+        DynamicImage::ImageRgb8(image::RgbImage::from_pixel(4, 4, image::Rgb([r, g, b])))
+    }
+
+    #[test]
+    fn predicts_through_the_traits() {
+        let fusion = FusionConfig {
+            k: 2,
+            ..FusionConfig::default()
+        };
+        let p = Predictor::builder()
+            .image_encoder(MeanColour("mean-colour@0001"))
+            .index(Colours)
+            .head(ConstantHead(vec![0.0, 1.0]))
+            .fusion(fusion)
+            .build()
+            .unwrap();
+        let out = p
+            .predict_batch(&[solid(255, 0, 0), solid(0, 0, 200)])
+            .unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].prompt, "red image");
+        assert_eq!(out[1].prompt, "blue image");
+        assert_eq!(out[0].neighbours.len(), 2);
+        // Pure red: only "red" has a positive score, so it carries all the KNN weight.
+        assert_eq!(out[0].neighbours[0].weight, 1.0);
+        assert_eq!(out[0].neighbours[1].weight, 0.0);
+        // Fusion of KNN [1, 0] and head [0, 1] at 0.6 / 0.4, normalised.
+        let n = (0.36f32 + 0.16).sqrt();
+        assert!((out[0].embedding[0] - 0.6 / n).abs() < 1e-6);
+        assert!((out[0].embedding[1] - 0.4 / n).abs() < 1e-6);
+        assert_eq!(out[0].head.as_deref(), Some(&[0.0, 1.0][..]));
+    }
+
+    #[test]
+    fn parts_that_do_not_fit_are_rejected() {
+        let other_model = Predictor::builder()
+            .image_encoder(MeanColour("mean-colour@9999"))
+            .index(Colours)
+            .build();
+        assert!(
+            matches!(other_model, Err(Error::Mismatch { .. })),
+            "{:?}",
+            other_model.err()
+        );
+        let bad_head = Predictor::builder()
+            .image_encoder(MeanColour("mean-colour@0001"))
+            .index(Colours)
+            .head(ConstantHead(vec![1.0, 0.0, 0.0]))
+            .build();
+        assert!(matches!(bad_head, Err(Error::Mismatch { .. })));
+        let zero_k = Predictor::builder()
+            .image_encoder(MeanColour("mean-colour@0001"))
+            .index(Colours)
+            .fusion(FusionConfig {
+                k: 0,
+                ..FusionConfig::default()
+            })
+            .build();
+        assert!(zero_k.is_err());
+        assert!(Predictor::builder().index(Colours).build().is_err());
+    }
+
+    #[test]
+    fn predictor_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Predictor>();
+    }
+}
