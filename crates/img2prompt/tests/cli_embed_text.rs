@@ -5,18 +5,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{cosine, img2prompt, minilm_dir, read_rows};
+use common::{cosine, home_with_minilm, img2prompt, minilm_dir, read_rows};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/minilm-cli")
-}
-
-/// A cache home whose models/all-MiniLM-L6-v2 is the real checkpoint (symlinked).
-fn home_with_minilm() -> tempfile::TempDir {
-    let home = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(home.path().join("models")).unwrap();
-    std::os::unix::fs::symlink(minilm_dir(), home.path().join("models/all-MiniLM-L6-v2")).unwrap();
-    home
 }
 
 fn stderr(out: &Output) -> String {

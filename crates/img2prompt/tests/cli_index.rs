@@ -5,7 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{img2prompt, minilm_dir};
+use common::{home_with_minilm, img2prompt, minilm_dir};
 use img2prompt::ModelId;
 use img2prompt::knn_index::PromptIndex;
 
@@ -15,14 +15,6 @@ fn corpus_fixtures() -> PathBuf {
 
 fn clip_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../clip-encoder/tests/fixtures/clip/clip_a")
-}
-
-/// A cache home whose models/all-MiniLM-L6-v2 is the real checkpoint (symlinked).
-fn home_with_minilm() -> tempfile::TempDir {
-    let home = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(home.path().join("models")).unwrap();
-    std::os::unix::fs::symlink(minilm_dir(), home.path().join("models/all-MiniLM-L6-v2")).unwrap();
-    home
 }
 
 fn stderr(out: &Output) -> String {

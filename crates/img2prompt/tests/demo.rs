@@ -9,16 +9,6 @@ use std::path::Path;
 use common::{cosine, minilm_dir};
 use img2prompt::{SentenceTextEmbedder, TextEmbedder};
 
-fn run_ok(home: &Path, args: &[&str]) -> String {
-    let out = common::img2prompt(home, args);
-    assert!(
-        out.status.success(),
-        "img2prompt {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 stdout")
-}
-
 #[test]
 fn tiny_demo_report_agrees_with_eval_and_predict() {
     let home = tempfile::tempdir().unwrap();
@@ -26,7 +16,7 @@ fn tiny_demo_report_agrees_with_eval_and_predict() {
     let out = work.path().join("demo");
     let s = |p: &Path| p.to_str().unwrap().to_string();
     let minilm = s(&minilm_dir());
-    let table = run_ok(
+    let table = common::img2prompt_ok(
         home.path(),
         &[
             "demo",
@@ -60,7 +50,7 @@ fn tiny_demo_report_agrees_with_eval_and_predict() {
     // eval over the exported test pairs recomputes the report's test rows.
     let pairs = out.join("pairs/test.jsonl");
     let eval_json = work.path().join("eval.json");
-    run_ok(
+    common::img2prompt_ok(
         home.path(),
         &[
             "eval",
@@ -108,7 +98,7 @@ fn tiny_demo_report_agrees_with_eval_and_predict() {
             .map(|l| l["image"].as_str().unwrap().to_string()),
     );
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let predicted: Vec<serde_json::Value> = run_ok(home.path(), &refs)
+    let predicted: Vec<serde_json::Value> = common::img2prompt_ok(home.path(), &refs)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();

@@ -76,16 +76,6 @@ fn corpus() -> (Vec<String>, String) {
     (prompts, file)
 }
 
-fn run_ok(home: &Path, args: &[&str]) -> String {
-    let out = common::img2prompt(home, args);
-    assert!(
-        out.status.success(),
-        "img2prompt {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 stdout")
-}
-
 #[test]
 fn build_train_predict_eval_agree_with_the_library() {
     let home = tempfile::tempdir().unwrap();
@@ -98,7 +88,7 @@ fn build_train_predict_eval_agree_with_the_library() {
     let index = work.path().join("index");
     let s = |p: &Path| p.to_str().unwrap().to_string();
 
-    run_ok(
+    common::img2prompt_ok(
         home.path(),
         &[
             "index",
@@ -113,7 +103,7 @@ fn build_train_predict_eval_agree_with_the_library() {
             &s(&index),
         ],
     );
-    run_ok(
+    common::img2prompt_ok(
         home.path(),
         &["head", "train", "--index", &s(&index), "--epochs", "3"],
     );
@@ -142,7 +132,7 @@ fn build_train_predict_eval_agree_with_the_library() {
     ];
     predict_args.extend(images.iter().map(|p| s(p)));
     let refs: Vec<&str> = predict_args.iter().map(String::as_str).collect();
-    let stdout = run_ok(home.path(), &refs);
+    let stdout = common::img2prompt_ok(home.path(), &refs);
     let lines: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
@@ -236,7 +226,7 @@ fn build_train_predict_eval_agree_with_the_library() {
         .collect();
     std::fs::write(&pairs, pair_lines.join("\n")).unwrap();
     let report_path = work.path().join("eval.json");
-    let table = run_ok(
+    let table = common::img2prompt_ok(
         home.path(),
         &[
             "eval",

@@ -1,30 +1,13 @@
 //! Writing a split as image files plus a `.jsonl` of `{"image", "prompt"}` pairs.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
 use super::World;
 use super::grammar::Scene;
+use crate::atomic::write_file_atomic;
 use crate::error::{Error, Result};
-
-/// Writes `bytes` to `path` through a temp file in the same directory, renamed into place.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".img2prompt-")
-        .suffix(".tmp")
-        .tempfile_in(parent)
-        .map_err(|e| Error::io(path, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    tmp.flush().map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
-}
 
 /// Renders `scenes` (variant `variant`) to `dir/images/{split}_{i:05}.png` and writes
 /// `dir/{split}.jsonl`, one `{"image": <absolute path>, "prompt": <prompt>}` line per scene in
@@ -66,7 +49,7 @@ pub fn export_pairs(
                     line: None,
                     message: format!("cannot encode PNG: {e}"),
                 })?;
-            write_atomic(path, &png)
+            write_file_atomic(path, &png)
         })?;
     let mut jsonl = String::new();
     for (scene, path) in scenes.iter().zip(&paths) {
@@ -78,6 +61,6 @@ pub fn export_pairs(
         jsonl.push('\n');
     }
     let out = dir.join(format!("{split}.jsonl"));
-    write_atomic(&out, jsonl.as_bytes())?;
+    write_file_atomic(&out, jsonl.as_bytes())?;
     Ok(out)
 }

@@ -25,6 +25,17 @@ pub fn img2prompt(home: &Path, args: &[&str]) -> Output {
         .expect("run img2prompt")
 }
 
+/// Runs the binary with `IMG2PROMPT_HOME=home`, asserts success and returns stdout.
+pub fn img2prompt_ok(home: &Path, args: &[&str]) -> String {
+    let out = img2prompt(home, args);
+    assert!(
+        out.status.success(),
+        "img2prompt {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
 /// The real all-MiniLM-L6-v2: `$IMG2PROMPT_MINILM_DIR`, else where the model cache keeps it.
 pub fn minilm_dir() -> PathBuf {
     let dir = std::env::var_os("IMG2PROMPT_MINILM_DIR")
@@ -36,4 +47,12 @@ pub fn minilm_dir() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// A cache home whose models/all-MiniLM-L6-v2 is the real checkpoint (symlinked).
+pub fn home_with_minilm() -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join("models")).unwrap();
+    std::os::unix::fs::symlink(minilm_dir(), home.path().join("models/all-MiniLM-L6-v2")).unwrap();
+    home
 }
