@@ -33,8 +33,10 @@ use crate::error::{Error, Result};
 
 /// Prompts per chunk: the unit of encoding, appending and of what a kill can lose.
 pub const DEFAULT_CHUNK: usize = 4096;
-/// Prompts per encoder call.
-pub const DEFAULT_BATCH: usize = 32;
+/// Prompts per encoder call. Each encoder sorts one call's texts by length and runs them in
+/// model batches of its own size, so a call of many texts pads far less than one of a model
+/// batch (all-MiniLM-L6-v2 on world prompts: 77 -> 200+ prompts/s); progress advances per call.
+pub const DEFAULT_BATCH: usize = 512;
 /// The automatic spec is `exact` (brute force) up to this many records.
 pub const AUTO_EXACT_MAX: u64 = 200_000;
 /// The automatic spec is `hnsw` up to this many records, `ivf-pq` above.

@@ -199,6 +199,12 @@ impl ClipTextEmbedder {
         }
     }
 
+    /// Sets how many texts the model runs at once (at least 1).
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.model = self.model.with_batch_size(batch_size);
+        self
+    }
+
     /// The wrapped model.
     pub fn model(&self) -> &clip_encoder::ClipTextModel {
         &self.model
@@ -246,6 +252,12 @@ impl SentenceTextEmbedder {
             encoder,
             id: id.into(),
         }
+    }
+
+    /// Sets how many texts the model runs at once (at least 1).
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.encoder = self.encoder.with_batch_size(batch_size);
+        self
     }
 
     /// The wrapped encoder.

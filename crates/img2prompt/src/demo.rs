@@ -128,10 +128,10 @@ impl DemoReport {
     pub fn table(&self) -> String {
         let mut s = String::new();
         let row = |s: &mut String, name: &str, t: f64, c: f64| {
-            s.push_str(&format!("{name:<40} {t:>8.4} {c:>13.4}\n"));
+            s.push_str(&format!("{name:<48} {t:>8.4} {c:>13.4}\n"));
         };
         s.push_str(&format!(
-            "{:<40} {:>8} {:>13}\n",
+            "{:<48} {:>8} {:>13}\n",
             "prediction (mean cosine to true prompt)", "test", "cross-domain"
         ));
         let (t, c) = (&self.test, &self.cross_domain);
@@ -227,7 +227,6 @@ pub fn run_demo(options: &DemoOptions, log: &mut dyn FnMut(&str)) -> Result<Demo
             sentence.model_id()
         ));
         let report = IndexBuilder::new(&clip_text, &sentence)
-            .batch_size(options.batch)
             .progress(options.progress)
             .overwrite(true)
             .build(prompts.iter().map(|p| Ok(p.as_str())), &index_dir)?;

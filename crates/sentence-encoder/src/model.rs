@@ -3,7 +3,7 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax};
+use burn::tensor::activation::{gelu_approximate, relu, softmax};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor};
@@ -247,7 +247,7 @@ impl BertModel {
         let x = out.layer_norm.forward(out.dense.forward(context) + x);
         let inner = layer.intermediate.dense.forward(x.clone());
         let inner = match self.activation {
-            Activation::Gelu => gelu(inner),
+            Activation::Gelu => crate::host_gelu::gelu(inner),
             Activation::GeluTanh => gelu_approximate(inner),
             Activation::Relu => relu(inner),
         };

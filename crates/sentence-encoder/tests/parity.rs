@@ -100,3 +100,37 @@ fn encoder_is_send_and_sync_and_serves_threads() {
         }
     });
 }
+
+#[test]
+fn worker_threads_give_the_serial_results_in_input_order() {
+    let texts = fixture_texts();
+    let refs: Vec<&str> = texts.iter().take(60).map(String::as_str).collect();
+    let device = cpu_device();
+    let load = |threads| {
+        SentenceEncoder::load(minilm_dir(), &device)
+            .expect("load")
+            .with_batch_size(7)
+            .with_threads(threads)
+    };
+    let serial = load(1).encode_flat(&refs).expect("encode on one thread");
+    let parallel = load(3);
+    assert_eq!(parallel.threads(), 3);
+    let threaded = parallel
+        .encode_flat(&refs)
+        .expect("encode on three threads");
+    assert_eq!(serial.len(), refs.len() * 384);
+    let worst = serial
+        .iter()
+        .zip(&threaded)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= 1e-6,
+        "threaded rows differ from serial ones by {worst}"
+    );
+    // The tensor API takes the same path and keeps input order.
+    let tensor = parallel.encode(&refs).expect("encode to a tensor");
+    assert_eq!(tensor.dims(), [refs.len(), 384]);
+    let from_tensor: Vec<f32> = tensor.into_data().try_into_vec().expect("f32 data");
+    assert_eq!(from_tensor, threaded);
+}

@@ -84,12 +84,12 @@ pub(crate) fn build(cache: &ModelCache, args: &IndexBuildArgs) -> Result<()> {
     let clip_dir = cache.resolve(&args.clip)?;
     let sentence_dir = cache.resolve(&args.sentence)?;
     let device = args.runtime.backend.unwrap_or_default().device()?;
-    let clip = ClipTextEmbedder::load(&clip_dir, &device)?;
-    let sentence = SentenceTextEmbedder::load(&sentence_dir, &device)?;
+    let clip = ClipTextEmbedder::load(&clip_dir, &device)?.with_batch_size(args.runtime.batch);
+    let sentence =
+        SentenceTextEmbedder::load(&sentence_dir, &device)?.with_batch_size(args.runtime.batch);
 
     let mut builder = IndexBuilder::new(&clip, &sentence)
         .expected_records(records)
-        .batch_size(args.runtime.batch)
         .chunk_size(args.chunk)
         .progress(Progress::Auto)
         .overwrite(args.overwrite)
