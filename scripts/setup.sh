@@ -20,10 +20,22 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The vendored FAISS (faiss-sys) is compiled with the C++ flags of .cargo/config.toml (AVX2), but
+# its build script does not rerun when they change: rebuild it when they differ from the flags of
+# the previous build in this target directory.
+target="${CARGO_TARGET_DIR:-target}"
+faiss_flags="$(grep -E '^CXXFLAGS' .cargo/config.toml || true) env=${CXXFLAGS_x86_64_unknown_linux_gnu-unset}"
+faiss_stamp="$target/release/.faiss-cxxflags"
+if [ -d "$target/release/build" ] && [ "$(cat "$faiss_stamp" 2>/dev/null)" != "$faiss_flags" ]; then
+    echo "setup: FAISS C++ flags changed; rebuilding faiss-sys (a few minutes)" >&2
+    cargo clean --release -p faiss-sys
+fi
+
 # One build for everything: the binary and every test, with the workspace-wide feature set
 # (a `-p`/`cargo run` build would unify features differently and compile burn a second time).
 echo "setup: building the workspace (release; a cold build takes ~30 min on 2 cores)" >&2
 cargo test --release --workspace --no-run
+mkdir -p "$target/release" && printf '%s' "$faiss_flags" >"$faiss_stamp"
 
 home="${IMG2PROMPT_HOME:-$HOME/.cache/img2prompt}"
 if [ ! -f "$home/models/all-MiniLM-L6-v2/model.safetensors" ]; then

@@ -31,7 +31,18 @@
 //!
 //! The `faiss` crate's `static` feature builds the vendored FAISS (1.12) with cmake; on Debian
 //! or Ubuntu it needs `cmake`, a C++17 compiler, `libopenblas-dev` and `liblapack-dev`
-//! (and links `libgomp`).
+//! (and links `libgomp`). The workspace's `.cargo/config.toml` compiles it with
+//! `-mavx2 -mfma -mf16c -mpopcnt` (FAISS picks its SIMD kernels at compile time; without them
+//! search is up to 2x slower, docs/SCALING.md); set `CXXFLAGS_x86_64_unknown_linux_gnu=""` to
+//! build for a CPU without AVX2.
+//!
+//! ## OpenMP and BLAS
+//!
+//! FAISS parallelises with OpenMP and runs batched Flat search through BLAS. With Debian's
+//! default (pthread) OpenBLAS the two thread pools fight for the cores while libgomp's threads
+//! spin-wait: start processes that batch-search a Flat index with `OMP_WAIT_POLICY=PASSIVE` in
+//! the environment (2.6x on batch-256 exact search on 2 cores; libgomp reads it at start-up,
+//! so it cannot be set from code), or use the `libopenblas0-openmp` alternative.
 //!
 //! ## Example
 //!
