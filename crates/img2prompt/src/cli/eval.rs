@@ -12,7 +12,7 @@ use crate::compose::{ComposeOptions, compose_prompt};
 use crate::error::{Error, Result};
 use crate::eval::{EvalOptions, EvalSet, read_pairs};
 use crate::index_models::{IndexModel, resolve_index_model};
-use crate::predictor::{OpenOptions, Predictor};
+use crate::predictor::Predictor;
 
 /// `eval` arguments.
 #[derive(Debug, Args)]
@@ -42,16 +42,10 @@ pub(crate) fn run(cache: &ModelCache, args: &EvalArgs) -> Result<()> {
     if let Some(path) = &args.json {
         check_output_path(path, "json")?;
     }
-    let fusion = args.fusion.config()?;
+    let options = args.fusion.open_options(None)?;
+    let fusion = options.fusion;
     let pairs = read_pairs(&args.pairs)?;
     let device = args.runtime.backend.unwrap_or_default().device()?;
-    let options = OpenOptions {
-        clip: args.fusion.clip.clone(),
-        sentence: args.fusion.sentence.clone(),
-        fusion,
-        no_head: args.fusion.no_head,
-        compose: None,
-    };
     let predictor = Predictor::open(&args.index, &options, cache, &device)?;
     let sentence_dir = resolve_index_model(
         &args.index,

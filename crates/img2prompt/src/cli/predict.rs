@@ -55,15 +55,11 @@ pub(crate) fn run(cache: &ModelCache, args: &PredictArgs) -> Result<()> {
     if let Some(path) = &args.embeddings {
         check_output_path(path, "npy")?;
     }
-    let fusion = args.fusion.config()?;
+    let options = args
+        .fusion
+        .open_options(args.compose.then(ComposeOptions::default))?;
+    let fusion = options.fusion;
     let device = args.runtime.backend.unwrap_or_default().device()?;
-    let options = OpenOptions {
-        clip: args.fusion.clip.clone(),
-        sentence: args.fusion.sentence.clone(),
-        fusion,
-        no_head: args.fusion.no_head,
-        compose: args.compose.then(ComposeOptions::default),
-    };
     let start = Instant::now();
     let predictor = Predictor::open(&args.index, &options, cache, &device)?;
     if predictor.head().is_none() && !args.fusion.no_head {
@@ -131,5 +127,17 @@ impl FusionArgs {
             .validate()
             .map_err(|e| Error::invalid("--w-knn/--w-clip", e.to_string()))?;
         Ok(config)
+    }
+
+    /// How to open the index's predictor with these options (validated fusion, model
+    /// overrides, head on/off) and the given prompt composition.
+    pub(crate) fn open_options(&self, compose: Option<ComposeOptions>) -> Result<OpenOptions> {
+        Ok(OpenOptions {
+            clip: self.clip.clone(),
+            sentence: self.sentence.clone(),
+            fusion: self.config()?,
+            no_head: self.no_head,
+            compose,
+        })
     }
 }

@@ -6,7 +6,6 @@
 //! `fc2.weight` `[hidden, output_dim]`, `fc2.bias` (Burn's row layout: `y = x W + b`).
 //! `knn_index::PromptIndex::open` ignores the extra file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::store::{ModuleSnapshot, SafetensorsStore};
@@ -116,19 +115,7 @@ impl ClipHead {
         let bytes = store
             .get_bytes()
             .map_err(|e| Error::Backend(format!("serialising the head: {e}")))?;
-        let parent = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".head-")
-            .suffix(".tmp")
-            .tempfile_in(parent)
-            .map_err(|e| Error::io(parent, e))?;
-        tmp.write_all(&bytes)
-            .and_then(|()| tmp.as_file().sync_all())
-            .map_err(|e| Error::io(tmp.path(), e))?;
-        tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+        crate::atomic::write_file_atomic(path, &bytes)?;
         Ok(path.to_owned())
     }
 
