@@ -19,17 +19,18 @@ use std::time::Duration;
 use burn::tensor::Device;
 use clip_encoder::{ClipConfig, ClipTextModel, ClipVisionModel};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use img2prompt::builder::{IndexBuilder, Progress};
+use img2prompt::IndexBuilder;
 use img2prompt::head::{ClipHead, HeadConfig, HeadKind};
 use img2prompt::{
-    ClipImageEmbedder, ClipTextEmbedder, IndexSearch, ModelCache, Predictor, SentenceTextEmbedder,
+    ClipImageEmbedder, ClipTextEmbedder, IndexSearch, ModelCache, ModelId, Predictor,
+    SentenceTextEmbedder,
 };
 use knn_index::synth::{clustered_unit_vectors, unit_vectors};
 use knn_index::{IndexConfig, IndexSpec, build_index};
 
 const KEY_DIM: usize = 512;
 const TARGET_DIM: usize = 384;
-const MODEL_ID: &str = "vit-b-32-random@0000000000000000";
+const MODEL_ID: &str = "vit-b-32-random@00000000000000000000000000000000";
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -88,7 +89,7 @@ fn bench(c: &mut Criterion) {
         )
         .expect("head");
         let predictor = Predictor::builder()
-            .image_encoder(ClipImageEmbedder::new(vision, MODEL_ID))
+            .image_encoder(ClipImageEmbedder::new(vision, ModelId::parse(MODEL_ID)))
             .index(IndexSearch::open(&index_dir).expect("open index"))
             .head(head)
             .build()
@@ -113,7 +114,7 @@ fn bench(c: &mut Criterion) {
         }
         let text = ClipTextEmbedder::new(
             ClipTextModel::random(&ClipConfig::vit_b_32(), &device).expect("text tower"),
-            MODEL_ID,
+            ModelId::parse(MODEL_ID),
         );
         let sentence = SentenceTextEmbedder::load(&minilm, &device).expect("MiniLM");
         let count = env_usize("PREDICT_BENCH_BUILD", 256);
@@ -131,7 +132,6 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let out = tempfile::tempdir().expect("temp dir");
                 let report = IndexBuilder::new(&text, &sentence)
-                    .progress(Progress::Hidden)
                     .build(
                         prompts.iter().map(|p| Ok(p.as_str())),
                         &out.path().join("i"),

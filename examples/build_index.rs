@@ -10,10 +10,11 @@
 
 use std::path::Path;
 
-use img2prompt::builder::{IndexBuilder, Progress};
 use img2prompt::corpus::{Corpus, CorpusOptions};
 use img2prompt::knn_index::PromptIndex;
-use img2prompt::{Backend, ClipTextEmbedder, ModelCache, SentenceTextEmbedder, TextEmbedder};
+use img2prompt::{
+    Backend, ClipTextEmbedder, IndexBuilder, ModelCache, SentenceTextEmbedder, TextEmbedder,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -30,7 +31,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = tmp.path().join("index");
     let report = IndexBuilder::new(&clip, &minilm)
         .batch_size(8)
-        .progress(Progress::Auto)
         .build_corpus(corpus, &out)?;
     println!("{report}");
     println!("{}", serde_json::to_string_pretty(&report)?);

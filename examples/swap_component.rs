@@ -11,8 +11,8 @@
 use std::path::PathBuf;
 
 use img2prompt::{
-    Backend, ClipImageEmbedder, ClipTextEmbedder, EmbeddingHead, Hit, ModelCache, NeighbourSearch,
-    Predictor, SentenceTextEmbedder, TextEmbedder,
+    Backend, ClipImageEmbedder, ClipTextEmbedder, EmbeddingHead, Hit, ModelCache, ModelId,
+    NeighbourSearch, Predictor, SentenceTextEmbedder, TextEmbedder,
 };
 
 /// Exact cosine search over a table held in memory.
@@ -20,7 +20,7 @@ struct BruteForce {
     prompts: Vec<String>,
     keys: Vec<Vec<f32>>,
     targets: Vec<Vec<f32>>,
-    key_model: String,
+    key_model: ModelId,
 }
 
 fn unit(v: &[f32]) -> Vec<f32> {
@@ -38,10 +38,10 @@ impl NeighbourSearch for BruteForce {
     fn len(&self) -> usize {
         self.prompts.len()
     }
-    fn key_model(&self) -> Option<&str> {
+    fn key_model(&self) -> Option<&ModelId> {
         Some(&self.key_model)
     }
-    fn target_model(&self) -> Option<&str> {
+    fn target_model(&self) -> Option<&ModelId> {
         None
     }
     fn search(&self, queries: &[f32], k: usize) -> img2prompt::Result<Vec<Vec<Hit>>> {
@@ -124,15 +124,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prompts,
         keys,
         targets,
-        key_model: clip_text.model_id().to_string(),
+        key_model: clip_text.model_id().clone(),
     };
     let predictor = Predictor::builder()
         .image_encoder(image_encoder)
         .index(search)
         .head(head)
         .build()?;
-    let image =
-        image::open(root.join("crates/clip-encoder/tests/fixtures/clip/images/chelsea.png"))?;
+    let image = img2prompt::decode_image_file(
+        root.join("crates/clip-encoder/tests/fixtures/clip/images/chelsea.png"),
+    )?;
     let prediction = predictor.predict(&image)?;
     println!("prompt: {}", prediction.prompt);
     for n in &prediction.neighbours {

@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use img2prompt::world::{World, WorldConfig};
 use img2prompt::{Error, Result};
+use img2prompt_world::{World, WorldConfig};
 use serde_json::json;
 
 use crate::train_world_clip::write_atomic;
@@ -15,7 +15,10 @@ use crate::train_world_clip::write_atomic;
 #[derive(Debug, Clone, clap::Args)]
 pub struct FixtureOptions {
     /// Output directory.
-    #[arg(long, default_value = "crates/img2prompt/tests/fixtures/world-clip")]
+    #[arg(
+        long,
+        default_value = "crates/img2prompt-world/tests/fixtures/world-clip"
+    )]
     pub out: PathBuf,
     /// Number of rendered images.
     #[arg(long, default_value_t = 4)]
@@ -65,7 +68,7 @@ pub fn run(opts: &FixtureOptions) -> Result<()> {
         .map(|s| s.prompt())
         .collect();
     let doc = json!({
-        "source": "img2prompt::world demo world, test split, variant 0 (cargo xtask world-clip-fixtures)",
+        "source": "img2prompt_world demo world, test split, variant 0 (cargo xtask world-clip-fixtures)",
         "images": images,
         "image_prompts": image_prompts,
         "prompts": prompts,

@@ -22,8 +22,8 @@ use clip_encoder::{
     ClipVisionTower, ImagePreprocessor, PreprocessorConfig, pooling_position, tensor_to_vec,
 };
 use image::DynamicImage;
-use img2prompt::world::{Scene, World, WorldConfig, vocabulary};
 use img2prompt::{Backend, Error, Result};
+use img2prompt_world::{Scene, World, WorldConfig, vocabulary};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -62,7 +62,7 @@ pub struct TrainOptions {
     #[arg(long, default_value_t = Backend::default_cpu())]
     pub backend: Backend,
     /// Checkpoint directory to write (replaced atomically).
-    #[arg(long, default_value = "crates/img2prompt/assets/world-clip")]
+    #[arg(long, default_value = "crates/img2prompt-world/assets/world-clip")]
     pub out: PathBuf,
     /// Where the loss/accuracy curve is drawn (PNG).
     #[arg(long, default_value = "docs/img/world-clip-loss.png")]
@@ -703,7 +703,7 @@ impl TrainingSummary {
             .unwrap_or(1);
         format!(
             "# World CLIP: training record\n\n\
-             A small CLIP trained from scratch on the procedural world (`img2prompt::world`), with\n\
+             A small CLIP trained from scratch on the procedural world (`img2prompt_world`), with\n\
              the inference towers of `clip-encoder` (`ClipVisionTower`, `ClipTextTower`), by\n\
              `xtask/src/train_world_clip.rs`. HF layout: `transformers.CLIPModel.from_pretrained`\n\
              and `clip_encoder::ClipModel::load` both read this directory.\n\n\

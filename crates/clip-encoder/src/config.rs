@@ -284,7 +284,15 @@ impl ClipConfig {
             other => {
                 return Err(config_err(
                     &path,
-                    format!("model_type `{other}` is not a CLIP model"),
+                    format!(
+                        "model_type `{other}`: expected a CLIP checkpoint (model_type `clip`, \
+                         `clip_vision_model` or `clip_text_model`){}",
+                        if other == "bert" {
+                            ", found a BERT (sentence-transformers) model"
+                        } else {
+                            ""
+                        }
+                    ),
                 ));
             }
         };

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 ///
 /// Every variant that concerns a file names it, and every weight error names the tensor.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A file could not be read.
     #[error("cannot read {path}: {source}")]

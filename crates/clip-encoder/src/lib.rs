@@ -36,7 +36,9 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use model::{ClipTextTower, ClipVisionTower, pooling_position};
-pub use preprocess::ImagePreprocessor;
+pub use preprocess::{
+    DEFAULT_MAX_PIXELS, ImagePreprocessor, decode_image_bytes, decode_image_file,
+};
 pub use tokenizer::ClipTokenizer;
 
 /// Default number of images or texts run through a tower at once.

@@ -4,6 +4,7 @@
 //! rescale and normalisation.
 
 use std::io::Cursor;
+use std::ops::Range;
 use std::path::Path;
 
 use image::{DynamicImage, ImageReader, Limits, RgbImage};
@@ -48,60 +49,16 @@ impl ImagePreprocessor {
         self.config.do_center_crop.then_some(self.config.crop_size)
     }
 
-    /// Reads and decodes an image file (format guessed from its content). Errors name the file:
-    /// unreadable, not an image, truncated, 0x0 or larger than the pixel limit.
+    /// Reads and decodes an image file with this preprocessor's pixel limit; see
+    /// [`decode_image_file`].
     pub fn decode_file(&self, path: impl AsRef<Path>) -> Result<DynamicImage> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        self.decode_bytes(&bytes, &path.display().to_string())
+        decode_image_file(path, self.max_pixels)
     }
 
-    /// Decodes an encoded image held in memory; `name` is used in error messages.
+    /// Decodes an encoded image held in memory with this preprocessor's pixel limit; see
+    /// [`decode_image_bytes`].
     pub fn decode_bytes(&self, bytes: &[u8], name: &str) -> Result<DynamicImage> {
-        let err = |message: String| Error::Image {
-            name: name.to_string(),
-            message,
-        };
-        let reader = ImageReader::new(Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| err(e.to_string()))?;
-        match reader.format() {
-            None => return Err(err("not a recognised image format".into())),
-            Some(image::ImageFormat::Jpeg) if !jpeg_is_complete(bytes) => {
-                return Err(err(
-                    "truncated JPEG (no end-of-image marker after the last scan)".into(),
-                ));
-            }
-            Some(_) => {}
-        }
-        let (w, h) = reader.into_dimensions().map_err(|e| err(e.to_string()))?;
-        self.check_dimensions(w, h).map_err(err)?;
-        let mut reader = ImageReader::new(Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| err(e.to_string()))?;
-        let mut limits = Limits::default();
-        limits.max_alloc = Some(self.max_pixels.saturating_mul(16).max(64 << 20));
-        reader.limits(limits);
-        let image = reader.decode().map_err(|e| err(e.to_string()))?;
-        self.check_dimensions(image.width(), image.height())
-            .map_err(err)?;
-        Ok(image)
-    }
-
-    fn check_dimensions(&self, w: u32, h: u32) -> std::result::Result<(), String> {
-        if w == 0 || h == 0 {
-            return Err(format!("image is {w}x{h}"));
-        }
-        if u64::from(w) * u64::from(h) > self.max_pixels {
-            return Err(format!(
-                "image is {w}x{h}, more than the limit of {} pixels",
-                self.max_pixels
-            ));
-        }
-        Ok(())
+        decode_image_bytes(bytes, name, self.max_pixels)
     }
 
     /// Converts to 8-bit RGB as PIL's `convert("RGB")` does: gray is replicated, alpha is
@@ -115,32 +72,52 @@ impl ImagePreprocessor {
 
     /// Resize (shortest edge, PIL filter) and center crop, still 8-bit: the image HF would
     /// rescale and normalise. `name` is used in error messages.
+    ///
+    /// With center crop on, only the part of the resized image that the crop keeps is computed
+    /// (bit-identical: each output pixel of the separable resize depends on its own filter
+    /// window only), so the work and memory are bounded by the input and the crop, whatever the
+    /// aspect ratio: a 100000x1 image would otherwise resize to 22400000x224 (15 GB) first.
+    /// Without center crop the resized image itself must stay within the pixel limit.
     pub fn resize_and_crop(&self, rgb: &RgbImage, name: &str) -> Result<RgbImage> {
         let c = &self.config;
         let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+        let fail = |message: String| Error::Image {
+            name: name.to_string(),
+            message,
+        };
         if w == 0 || h == 0 {
-            return Err(Error::Image {
-                name: name.to_string(),
-                message: format!("image is {w}x{h}"),
+            return Err(fail(format!("image is {w}x{h}")));
+        }
+        let (nh, nw) = if c.do_resize {
+            shortest_edge_size(h, w, c.shortest_edge)
+        } else {
+            (h, w)
+        };
+        if nh == 0 || nw == 0 {
+            return Err(fail(format!("image {w}x{h} would resize to {nw}x{nh}")));
+        }
+        if !c.do_center_crop {
+            if (nh as u64).saturating_mul(nw as u64) > self.max_pixels {
+                return Err(fail(format!(
+                    "image {w}x{h} would resize to {nw}x{nh}, more than the limit of {} pixels",
+                    self.max_pixels
+                )));
+            }
+            return Ok(if c.do_resize {
+                resize(rgb, nw, nh, c.resample)
+            } else {
+                rgb.clone()
             });
         }
-        let resized = if c.do_resize {
-            let (nh, nw) = shortest_edge_size(h, w, c.shortest_edge);
-            if nh == 0 || nw == 0 {
-                return Err(Error::Image {
-                    name: name.to_string(),
-                    message: format!("image {w}x{h} would resize to {nw}x{nh}"),
-                });
-            }
-            resize(rgb, nw, nh, c.resample)
+        let (crop_h, crop_w) = c.crop_size;
+        let xs = crop_window(nw, crop_w);
+        let ys = crop_window(nh, crop_h);
+        let window = if c.do_resize {
+            resize_window(rgb, nw, nh, c.resample, xs, ys)
         } else {
-            rgb.clone()
+            sub_image(rgb, xs, ys)
         };
-        Ok(if c.do_center_crop {
-            center_crop(&resized, c.crop_size.0, c.crop_size.1)
-        } else {
-            resized
-        })
+        Ok(center_crop(&window, crop_h, crop_w))
     }
 
     /// Rescales and normalises an 8-bit image into a channel-first `[3, h, w]` buffer.
@@ -167,11 +144,12 @@ impl ImagePreprocessor {
 
     /// The whole pipeline for one decoded image: `[3, h, w]` floats.
     pub fn preprocess(&self, image: &DynamicImage, name: &str) -> Result<Vec<f32>> {
-        self.check_dimensions(image.width(), image.height())
-            .map_err(|message| Error::Image {
+        check_dimensions(image.width(), image.height(), self.max_pixels).map_err(|message| {
+            Error::Image {
                 name: name.to_string(),
                 message,
-            })?;
+            }
+        })?;
         let rgb = Self::to_rgb(image);
         let cropped = self.resize_and_crop(&rgb, name)?;
         Ok(self.normalize(&cropped))
@@ -224,6 +202,63 @@ impl ImagePreprocessor {
             (h, w)
         }
     }
+}
+
+/// Reads and decodes an image file (format guessed from its content), refusing images of more
+/// than `max_pixels` pixels before their pixels are allocated. The one decoding path of the
+/// workspace: every command and service reports a bad image with the same message. Errors name
+/// the file: unreadable, not an image, truncated, 0x0 or larger than the limit.
+pub fn decode_image_file(path: impl AsRef<Path>, max_pixels: u64) -> Result<DynamicImage> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode_image_bytes(&bytes, &path.display().to_string(), max_pixels)
+}
+
+/// Decodes an encoded image held in memory (see [`decode_image_file`]); `name` is used in
+/// error messages.
+pub fn decode_image_bytes(bytes: &[u8], name: &str, max_pixels: u64) -> Result<DynamicImage> {
+    let err = |message: String| Error::Image {
+        name: name.to_string(),
+        message,
+    };
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| err(e.to_string()))?;
+    match reader.format() {
+        None => return Err(err("not a recognised image format".into())),
+        Some(image::ImageFormat::Jpeg) if !jpeg_is_complete(bytes) => {
+            return Err(err(
+                "truncated JPEG (no end-of-image marker after the last scan)".into(),
+            ));
+        }
+        Some(_) => {}
+    }
+    let (w, h) = reader.into_dimensions().map_err(|e| err(e.to_string()))?;
+    check_dimensions(w, h, max_pixels).map_err(err)?;
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| err(e.to_string()))?;
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(max_pixels.saturating_mul(16).max(64 << 20));
+    reader.limits(limits);
+    let image = reader.decode().map_err(|e| err(e.to_string()))?;
+    check_dimensions(image.width(), image.height(), max_pixels).map_err(err)?;
+    Ok(image)
+}
+
+fn check_dimensions(w: u32, h: u32, max_pixels: u64) -> std::result::Result<(), String> {
+    if w == 0 || h == 0 {
+        return Err(format!("image is {w}x{h}"));
+    }
+    if u64::from(w) * u64::from(h) > max_pixels {
+        return Err(format!(
+            "image is {w}x{h}, more than the limit of {max_pixels} pixels"
+        ));
+    }
+    Ok(())
 }
 
 /// One preprocessed image: `[3, h, w]` values and `(h, w)`.
@@ -339,9 +374,14 @@ fn triangle(x: f64) -> f64 {
     if x < 1.0 { 1.0 - x } else { 0.0 }
 }
 
-/// PIL's `precompute_coeffs` + `normalize_coeffs_8bpc`: for each output index, the first input
-/// index and the fixed-point weights.
-fn coefficients(in_size: usize, out_size: usize, resample: Resample) -> Vec<(usize, Vec<i32>)> {
+/// PIL's `precompute_coeffs` + `normalize_coeffs_8bpc`: for each output index in `outputs`, the
+/// first input index and the fixed-point weights.
+fn coefficients(
+    in_size: usize,
+    out_size: usize,
+    resample: Resample,
+    outputs: Range<usize>,
+) -> Vec<(usize, Vec<i32>)> {
     let (filter, support): (fn(f64) -> f64, f64) = match resample {
         Resample::Bicubic => (bicubic, 2.0),
         Resample::Bilinear | Resample::Nearest => (triangle, 1.0),
@@ -350,7 +390,7 @@ fn coefficients(in_size: usize, out_size: usize, resample: Resample) -> Vec<(usi
     let filterscale = scale.max(1.0);
     let support = support * filterscale;
     let ss = 1.0 / filterscale;
-    (0..out_size)
+    outputs
         .map(|xx| {
             let center = (xx as f64 + 0.5) * scale;
             // C casts truncate toward zero.
@@ -396,30 +436,58 @@ fn clip8(v: i32) -> u8 {
 /// Resizes as PIL's `Image.resize(size, resample)` on an RGB image: two separable passes,
 /// horizontal first, 8-bit fixed-point weights and 8-bit intermediate.
 pub fn resize(img: &RgbImage, new_w: usize, new_h: usize, resample: Resample) -> RgbImage {
+    resize_window(img, new_w, new_h, resample, 0..new_w, 0..new_h)
+}
+
+/// The window `xs` x `ys` of the image [`resize`] would make at `new_w` x `new_h`, computed
+/// without the rest: the same pixels, with work and memory bounded by the input and the window.
+pub fn resize_window(
+    img: &RgbImage,
+    new_w: usize,
+    new_h: usize,
+    resample: Resample,
+    xs: Range<usize>,
+    ys: Range<usize>,
+) -> RgbImage {
     let (w, h) = (img.width() as usize, img.height() as usize);
+    let (xs, ys) = (xs.start..xs.end.min(new_w), ys.start..ys.end.min(new_h));
+    let (ow, oh) = (xs.len(), ys.len());
     if w == new_w && h == new_h {
-        return img.clone();
+        return sub_image(img, xs, ys);
     }
     if resample == Resample::Nearest {
-        let mut out = RgbImage::new(new_w as u32, new_h as u32);
-        for y in 0..new_h {
+        let mut out = RgbImage::new(ow as u32, oh as u32);
+        for (oy, y) in ys.clone().enumerate() {
             let sy = (((y as f64 + 0.5) * h as f64 / new_h as f64) as usize).min(h - 1);
-            for x in 0..new_w {
+            for (ox, x) in xs.clone().enumerate() {
                 let sx = (((x as f64 + 0.5) * w as f64 / new_w as f64) as usize).min(w - 1);
-                out.put_pixel(x as u32, y as u32, *img.get_pixel(sx as u32, sy as u32));
+                out.put_pixel(ox as u32, oy as u32, *img.get_pixel(sx as u32, sy as u32));
             }
         }
         return out;
     }
-    let src = img.as_raw();
     let half = 1i32 << (PRECISION_BITS - 1);
-    // Horizontal pass.
-    let (tmp, tw) = if w != new_w {
-        let coeffs = coefficients(w, new_w, resample);
-        let mut tmp = vec![0u8; new_w * h * 3];
-        tmp.par_chunks_mut(new_w * 3)
-            .enumerate()
-            .for_each(|(y, row)| {
+    // The input rows the vertical pass reads, and its coefficients relative to the first one.
+    let (rows, vertical) = if h != new_h {
+        let coeffs = coefficients(h, new_h, resample, ys.clone());
+        let first = coeffs.iter().map(|(ymin, _)| *ymin).min().unwrap_or(0);
+        let last = coeffs
+            .iter()
+            .map(|(ymin, k)| ymin + k.len())
+            .max()
+            .unwrap_or(first);
+        (first..last.max(first), Some(coeffs))
+    } else {
+        (ys.clone(), None)
+    };
+    let src = img.as_raw();
+    // Horizontal pass, on those rows only.
+    let tmp = if w != new_w {
+        let coeffs = coefficients(w, new_w, resample, xs.clone());
+        let mut tmp = vec![0u8; ow * rows.len() * 3];
+        tmp.par_chunks_mut((ow * 3).max(1))
+            .zip(rows.clone().into_par_iter())
+            .for_each(|(row, y)| {
                 let srow = &src[y * w * 3..(y + 1) * w * 3];
                 for (xx, (xmin, k)) in coeffs.iter().enumerate() {
                     let mut ss = [half; 3];
@@ -434,30 +502,56 @@ pub fn resize(img: &RgbImage, new_w: usize, new_h: usize, resample: Resample) ->
                     }
                 }
             });
-        (tmp, new_w)
+        tmp
     } else {
-        (src.to_vec(), w)
+        sub_image(img, xs.clone(), rows.clone()).into_raw()
     };
     // Vertical pass.
-    let out = if h != new_h {
-        let coeffs = coefficients(h, new_h, resample);
-        let mut out = vec![0u8; tw * new_h * 3];
-        out.par_chunks_mut(tw * 3)
-            .zip(coeffs.par_iter())
-            .for_each(|(row, (ymin, k))| {
-                for xc in 0..tw * 3 {
-                    let mut ss = half;
-                    for (i, &kv) in k.iter().enumerate() {
-                        ss += i32::from(tmp[(ymin + i) * tw * 3 + xc]) * kv;
+    let out = match vertical {
+        Some(coeffs) => {
+            let mut out = vec![0u8; ow * oh * 3];
+            out.par_chunks_mut((ow * 3).max(1))
+                .zip(coeffs.par_iter())
+                .for_each(|(row, (ymin, k))| {
+                    let base = ymin - rows.start;
+                    for xc in 0..ow * 3 {
+                        let mut ss = half;
+                        for (i, &kv) in k.iter().enumerate() {
+                            ss += i32::from(tmp[(base + i) * ow * 3 + xc]) * kv;
+                        }
+                        row[xc] = clip8(ss);
                     }
-                    row[xc] = clip8(ss);
-                }
-            });
-        out
-    } else {
-        tmp
+                });
+            out
+        }
+        None => tmp,
     };
-    RgbImage::from_raw(tw as u32, new_h as u32, out).expect("buffer size matches")
+    RgbImage::from_raw(ow as u32, oh as u32, out).expect("buffer size matches")
+}
+
+/// The pixels `xs` x `ys` of `img` (clamped to it).
+fn sub_image(img: &RgbImage, xs: Range<usize>, ys: Range<usize>) -> RgbImage {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let (xs, ys) = (
+        xs.start.min(w)..xs.end.min(w),
+        ys.start.min(h)..ys.end.min(h),
+    );
+    let mut out = Vec::with_capacity(xs.len() * ys.len() * 3);
+    for y in ys.clone() {
+        out.extend_from_slice(&img.as_raw()[(y * w + xs.start) * 3..(y * w + xs.end) * 3]);
+    }
+    RgbImage::from_raw(xs.len() as u32, ys.len() as u32, out).expect("buffer size matches")
+}
+
+/// The part of an axis of `len` pixels that HF's center crop to `crop` keeps: the centred
+/// `crop` pixels, or the whole axis when it is shorter (the crop then pads).
+fn crop_window(len: usize, crop: usize) -> Range<usize> {
+    if len >= crop {
+        let start = (len - crop) / 2;
+        start..start + crop
+    } else {
+        0..len
+    }
 }
 
 #[cfg(test)]
@@ -479,6 +573,60 @@ mod tests {
         assert_eq!((out.width(), out.height()), (5, 4));
         assert_eq!(out.get_pixel(0, 0).0, [0, 0, 0]);
         assert_eq!(out.get_pixel(1, 1).0, [9, 9, 9]);
+    }
+
+    /// A deterministic image with detail everywhere.
+    fn noise(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| {
+            let v = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)) as u8;
+            image::Rgb([v, v.wrapping_mul(3), v ^ 0x5a])
+        })
+    }
+
+    #[test]
+    fn windows_are_the_same_pixels_as_the_full_resize() {
+        for (w, h, nw, nh) in [
+            (37, 23, 61, 50),
+            (40, 30, 13, 9),
+            (5, 64, 224, 2867),
+            (64, 5, 20, 3),
+        ] {
+            let img = noise(w, h);
+            for r in [Resample::Bicubic, Resample::Bilinear, Resample::Nearest] {
+                let full = resize(&img, nw, nh, r);
+                let (xs, ys) = (nw / 4..nw * 3 / 4, nh / 3..nh / 3 + nh.min(7));
+                let window = resize_window(&img, nw, nh, r, xs.clone(), ys.clone());
+                assert_eq!(
+                    window,
+                    sub_image(&full, xs, ys),
+                    "{w}x{h} -> {nw}x{nh} {r:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_aspect_ratios_preprocess_within_bounds() {
+        let p = ImagePreprocessor::new(PreprocessorConfig::for_image_size(224));
+        // 100000x1 would resize to 22400000x224 (15 GB) before cropping.
+        let thin = noise(100_000, 1);
+        let out = p.resize_and_crop(&thin, "thin.png").unwrap();
+        assert_eq!((out.width(), out.height()), (224, 224));
+        let tall = noise(1, 20_000);
+        let out = p.resize_and_crop(&tall, "tall.png").unwrap();
+        assert_eq!((out.width(), out.height()), (224, 224));
+        // Without a crop, the resized image itself is bounded.
+        let mut config = PreprocessorConfig::for_image_size(224);
+        config.do_center_crop = false;
+        let p = ImagePreprocessor::new(config).with_max_pixels(1_000_000);
+        let err = p
+            .resize_and_crop(&thin, "thin.png")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("thin.png") && err.contains("would resize to"),
+            "{err}"
+        );
     }
 
     #[test]

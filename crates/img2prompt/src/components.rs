@@ -24,7 +24,7 @@ use crate::model_id::ModelId;
 /// Maps images to embeddings in the index's key space (CLIP's image tower).
 pub trait ImageEmbedder: Send + Sync {
     /// The model's identity, as recorded in index manifests (see [`ModelId`]).
-    fn model_id(&self) -> &str;
+    fn model_id(&self) -> &ModelId;
     /// Width of one embedding.
     fn dim(&self) -> usize;
     /// One embedding per image, in order, flat row-major (`images.len() * dim`).
@@ -34,7 +34,7 @@ pub trait ImageEmbedder: Send + Sync {
 /// Maps texts to embeddings: CLIP's text tower (index keys) or a sentence encoder (targets).
 pub trait TextEmbedder: Send + Sync {
     /// The model's identity, as recorded in index manifests (see [`ModelId`]).
-    fn model_id(&self) -> &str;
+    fn model_id(&self) -> &ModelId;
     /// Width of one embedding.
     fn dim(&self) -> usize;
     /// One embedding per text, in order, flat row-major (`texts.len() * dim`).
@@ -68,9 +68,9 @@ pub trait NeighbourSearch: Send + Sync {
         self.len() == 0
     }
     /// Identity of the model that made the keys, when recorded.
-    fn key_model(&self) -> Option<&str>;
+    fn key_model(&self) -> Option<&ModelId>;
     /// Identity of the model that made the targets, when recorded.
-    fn target_model(&self) -> Option<&str>;
+    fn target_model(&self) -> Option<&ModelId>;
     /// Top-`k` hits per query (queries flat row-major, `key_dim` wide), best first. Fewer than
     /// `k` come back when the corpus is smaller.
     fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Hit>>>;
@@ -128,7 +128,7 @@ impl Fusion for FusionConfig {
 /// CLIP's image tower as an [`ImageEmbedder`].
 pub struct ClipImageEmbedder {
     model: clip_encoder::ClipVisionModel,
-    id: String,
+    id: ModelId,
 }
 
 impl ClipImageEmbedder {
@@ -138,16 +138,13 @@ impl ClipImageEmbedder {
         let model = clip_encoder::ClipVisionModel::load(dir, device)?;
         Ok(Self {
             model,
-            id: ModelId::of_dir(dir)?.to_string(),
+            id: ModelId::of_dir(dir)?,
         })
     }
 
     /// Wraps a loaded model under the given identity.
-    pub fn new(model: clip_encoder::ClipVisionModel, id: impl Into<String>) -> Self {
-        Self {
-            model,
-            id: id.into(),
-        }
+    pub fn new(model: clip_encoder::ClipVisionModel, id: ModelId) -> Self {
+        Self { model, id }
     }
 
     /// The wrapped model.
@@ -157,7 +154,7 @@ impl ClipImageEmbedder {
 }
 
 impl ImageEmbedder for ClipImageEmbedder {
-    fn model_id(&self) -> &str {
+    fn model_id(&self) -> &ModelId {
         &self.id
     }
 
@@ -177,7 +174,7 @@ impl ImageEmbedder for ClipImageEmbedder {
 /// CLIP's text tower as a [`TextEmbedder`] (index keys).
 pub struct ClipTextEmbedder {
     model: clip_encoder::ClipTextModel,
-    id: String,
+    id: ModelId,
 }
 
 impl ClipTextEmbedder {
@@ -187,16 +184,13 @@ impl ClipTextEmbedder {
         let model = clip_encoder::ClipTextModel::load(dir, device)?;
         Ok(Self {
             model,
-            id: ModelId::of_dir(dir)?.to_string(),
+            id: ModelId::of_dir(dir)?,
         })
     }
 
     /// Wraps a loaded model under the given identity.
-    pub fn new(model: clip_encoder::ClipTextModel, id: impl Into<String>) -> Self {
-        Self {
-            model,
-            id: id.into(),
-        }
+    pub fn new(model: clip_encoder::ClipTextModel, id: ModelId) -> Self {
+        Self { model, id }
     }
 
     /// Sets how many texts the model runs at once (at least 1).
@@ -212,7 +206,7 @@ impl ClipTextEmbedder {
 }
 
 impl TextEmbedder for ClipTextEmbedder {
-    fn model_id(&self) -> &str {
+    fn model_id(&self) -> &ModelId {
         &self.id
     }
 
@@ -232,7 +226,7 @@ impl TextEmbedder for ClipTextEmbedder {
 /// A sentence-transformers encoder as a [`TextEmbedder`] (index targets).
 pub struct SentenceTextEmbedder {
     encoder: sentence_encoder::SentenceEncoder,
-    id: String,
+    id: ModelId,
 }
 
 impl SentenceTextEmbedder {
@@ -242,16 +236,13 @@ impl SentenceTextEmbedder {
         let encoder = sentence_encoder::SentenceEncoder::load(dir, device)?;
         Ok(Self {
             encoder,
-            id: ModelId::of_dir(dir)?.to_string(),
+            id: ModelId::of_dir(dir)?,
         })
     }
 
     /// Wraps a loaded encoder under the given identity.
-    pub fn new(encoder: sentence_encoder::SentenceEncoder, id: impl Into<String>) -> Self {
-        Self {
-            encoder,
-            id: id.into(),
-        }
+    pub fn new(encoder: sentence_encoder::SentenceEncoder, id: ModelId) -> Self {
+        Self { encoder, id }
     }
 
     /// Sets how many texts the model runs at once (at least 1).
@@ -267,7 +258,7 @@ impl SentenceTextEmbedder {
 }
 
 impl TextEmbedder for SentenceTextEmbedder {
-    fn model_id(&self) -> &str {
+    fn model_id(&self) -> &ModelId {
         &self.id
     }
 
@@ -287,6 +278,8 @@ impl TextEmbedder for SentenceTextEmbedder {
 pub struct IndexSearch {
     index: PromptIndex,
     params: SearchParams,
+    key_model: Option<ModelId>,
+    target_model: Option<ModelId>,
 }
 
 impl IndexSearch {
@@ -299,7 +292,15 @@ impl IndexSearch {
     /// Wraps an open index, searching with its default knobs.
     pub fn new(index: PromptIndex) -> Self {
         let params = index.keys().default_params();
-        Self { index, params }
+        let recorded = |s: &str| Some(s).filter(|s| !s.is_empty()).map(ModelId::parse);
+        let key_model = recorded(&index.manifest().key_model);
+        let target_model = recorded(&index.manifest().target_model);
+        Self {
+            index,
+            params,
+            key_model,
+            target_model,
+        }
     }
 
     /// Searches with these knobs (nprobe, efSearch) instead.
@@ -327,12 +328,12 @@ impl NeighbourSearch for IndexSearch {
         self.index.len()
     }
 
-    fn key_model(&self) -> Option<&str> {
-        Some(self.index.manifest().key_model.as_str()).filter(|s| !s.is_empty())
+    fn key_model(&self) -> Option<&ModelId> {
+        self.key_model.as_ref()
     }
 
-    fn target_model(&self) -> Option<&str> {
-        Some(self.index.manifest().target_model.as_str()).filter(|s| !s.is_empty())
+    fn target_model(&self) -> Option<&ModelId> {
+        self.target_model.as_ref()
     }
 
     fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Hit>>> {

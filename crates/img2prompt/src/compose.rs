@@ -135,8 +135,9 @@ mod tests {
     struct KeywordEmbedder;
 
     impl TextEmbedder for KeywordEmbedder {
-        fn model_id(&self) -> &str {
-            "keywords"
+        fn model_id(&self) -> &crate::ModelId {
+            static ID: std::sync::OnceLock<crate::ModelId> = std::sync::OnceLock::new();
+            ID.get_or_init(|| crate::ModelId::new("keywords", ""))
         }
         fn dim(&self) -> usize {
             4

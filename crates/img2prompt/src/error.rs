@@ -2,11 +2,12 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong in the img2prompt library and CLI. Displayed as one line that
-/// names the input at fault.
+/// Everything that can go wrong in the img2prompt library. Displayed as one line that names the
+/// input at fault (a file, a parameter, a model).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
-    /// `--backend` named no known backend.
+    /// A backend name that is not one of ndarray, flex, cpu, wgpu, cuda.
     #[error("unknown backend {0:?} (expected ndarray, flex, cpu, wgpu or cuda)")]
     UnknownBackend(String),
     /// The backend exists but this build lacks its cargo feature.
@@ -31,13 +32,41 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
-    /// A model name is neither a directory nor a known model.
+    /// A finished index is already at the output of a build that may not overwrite it.
+    #[error("{}: an index already exists here (overwrite it to replace it)", path.display())]
+    OutputExists {
+        /// The output index directory.
+        path: PathBuf,
+    },
+    /// An interrupted build cannot be resumed (other models, spec or prompts, or a damaged
+    /// staging directory); a fresh build discards it.
+    #[error("{}: cannot resume the interrupted build: {reason}", path.display())]
+    Resume {
+        /// The staging directory (or its state file).
+        path: PathBuf,
+        /// Why it does not fit.
+        reason: String,
+    },
+    /// A model name or checkpoint is unusable (not found, the wrong kind of model).
     #[error("model {name:?}: {message}")]
     Model {
         /// The name or path given.
         name: String,
         /// What is wrong.
         message: String,
+    },
+    /// A model an index was built with could not be found (see
+    /// [`crate::IndexModels::resolve`]).
+    #[error("{}: {} it was built with ({recorded}) is not found: {reason}", index.display(), which.describe())]
+    IndexModelNotFound {
+        /// The index directory.
+        index: PathBuf,
+        /// Which of its models.
+        which: crate::index_models::IndexModel,
+        /// The identity its manifest records.
+        recorded: String,
+        /// Why the lookup failed.
+        reason: String,
     },
     /// Putting a model into the cache failed.
     #[error("fetching {name}: {message}")]
@@ -62,15 +91,15 @@ pub enum Error {
     /// Neighbour aggregation, blending or tuning rejected its input.
     #[error(transparent)]
     Fusion(#[from] prompt_fusion::FusionError),
-    /// An argument or option value is unusable; `name` is the option (e.g. `--k`).
+    /// A parameter value is unusable; `name` is the parameter (e.g. `k`, `batch_size`).
     #[error("{name}: {message}")]
     Invalid {
-        /// The option or parameter at fault.
+        /// The parameter at fault.
         name: String,
         /// What is wrong with it.
         message: String,
     },
-    /// Components that must agree do not (dimensions, model names).
+    /// Components that must agree do not (dimensions, model identities, row counts).
     #[error("{what}: expected {expected}, found {found}")]
     Mismatch {
         /// What disagrees, naming the input (e.g. the index directory).
@@ -80,13 +109,16 @@ pub enum Error {
         /// What was found.
         found: String,
     },
+    /// An error of a component supplied by the caller (a custom embedder, search or head).
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// An unusable option value.
+    /// An unusable parameter value.
     pub fn invalid(name: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Invalid {
             name: name.into(),
@@ -100,5 +132,23 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// A malformed input file, at `line` (1-based) when known.
+    pub fn input(
+        path: impl Into<PathBuf>,
+        line: Option<usize>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Input {
+            path: path.into(),
+            line,
+            message: message.into(),
+        }
+    }
+
+    /// Wraps the error of a caller-supplied component.
+    pub fn other(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::Other(error.into())
     }
 }

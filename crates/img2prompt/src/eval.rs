@@ -26,11 +26,16 @@ pub struct EvalPair {
     pub image: PathBuf,
     /// The true prompt.
     pub prompt: String,
+    /// The 1-based line of the pairs file that names this pair (for messages; 0 when the pair
+    /// did not come from a file).
+    #[serde(skip)]
+    pub line: usize,
 }
 
-/// Reads image-prompt pairs: `.jsonl` lines `{"image": .., "prompt": ..}` or `.csv` with a header
-/// naming `image` and `prompt` columns. Relative image paths are resolved against the pairs file's
-/// directory. Errors name the file and line.
+/// Reads image-prompt pairs: `.jsonl` lines `{"image": .., "prompt": ..}` or `.csv` (cargo
+/// feature `csv`) with a header naming `image` and `prompt` columns. Relative image paths are
+/// resolved against the pairs file's directory. Errors name the file and line; a pair whose
+/// image later fails to load can be reported by its [`EvalPair::line`].
 pub fn read_pairs(path: &Path) -> Result<Vec<EvalPair>> {
     let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
     let bad = |line: Option<usize>, message: String| Error::Input {
@@ -50,56 +55,95 @@ pub fn read_pairs(path: &Path) -> Result<Vec<EvalPair>> {
                 if line.trim().is_empty() {
                     continue;
                 }
-                let pair: EvalPair = serde_json::from_str(line).map_err(|e| {
+                let mut pair: EvalPair = serde_json::from_str(line).map_err(|e| {
                     bad(
                         Some(i + 1),
                         format!("expected {{\"image\": .., \"prompt\": ..}}: {e}"),
                     )
                 })?;
+                pair.line = i + 1;
                 pairs.push(pair);
             }
             pairs
         }
-        Some("csv") => {
-            let mut reader = csv::Reader::from_path(path).map_err(|e| bad(None, e.to_string()))?;
-            let headers = reader
-                .headers()
-                .map_err(|e| bad(Some(1), e.to_string()))?
-                .clone();
-            let column = |name: &str| {
-                headers
-                    .iter()
-                    .position(|h| h.trim() == name)
-                    .ok_or_else(|| bad(Some(1), format!("no {name:?} column in the header")))
-            };
-            let (image, prompt) = (column("image")?, column("prompt")?);
-            let mut pairs = Vec::new();
-            for (i, record) in reader.records().enumerate() {
-                let record = record.map_err(|e| bad(Some(i + 2), e.to_string()))?;
-                let field = |c: usize| {
-                    record
-                        .get(c)
-                        .map(str::to_string)
-                        .ok_or_else(|| bad(Some(i + 2), "missing field".to_string()))
-                };
-                pairs.push(EvalPair {
-                    image: PathBuf::from(field(image)?),
-                    prompt: field(prompt)?,
-                });
-            }
-            pairs
-        }
+        #[cfg(feature = "csv")]
+        Some("csv") => read_csv_pairs(path)?,
         _ => {
-            return Err(bad(None, "pairs must be a .jsonl or .csv file".to_string()));
+            let formats = if cfg!(feature = "csv") {
+                ".jsonl or .csv"
+            } else {
+                ".jsonl (or .csv with the cargo feature `csv`)"
+            };
+            return Err(bad(None, format!("pairs must be a {formats} file")));
         }
     };
     if pairs.is_empty() {
         return Err(bad(None, "no image-prompt pairs".to_string()));
     }
     for pair in &mut pairs {
+        if pair.image.as_os_str().is_empty() {
+            return Err(bad(Some(pair.line), "empty image path".to_string()));
+        }
+        crate::corpus::check_text(
+            path,
+            crate::corpus::Position::Line(pair.line as u64),
+            &pair.prompt,
+        )?;
         if pair.image.is_relative() {
             pair.image = base.join(&pair.image);
         }
+    }
+    Ok(pairs)
+}
+
+#[cfg(feature = "csv")]
+fn read_csv_pairs(path: &Path) -> Result<Vec<EvalPair>> {
+    let bad = |line: Option<usize>, message: String| Error::Input {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let mut reader = csv::Reader::from_path(path).map_err(|e| bad(None, e.to_string()))?;
+    let headers = reader
+        .headers()
+        .map_err(|e| bad(Some(1), e.to_string()))?
+        .clone();
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| bad(Some(1), format!("no {name:?} column in the header")))
+    };
+    let (image, prompt) = (column("image")?, column("prompt")?);
+    let mut pairs = Vec::new();
+    let mut last_start = None;
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map(|p| p.line() as usize);
+            bad(line, e.to_string())
+        })?;
+        let position = record.position().cloned();
+        let line = position.as_ref().map_or(0, |p| p.line() as usize);
+        last_start = position.map(|p| (p.byte(), line));
+        let field = |c: usize| {
+            record
+                .get(c)
+                .map(str::to_string)
+                .ok_or_else(|| bad(Some(line), "missing field".to_string()))
+        };
+        pairs.push(EvalPair {
+            image: PathBuf::from(field(image)?),
+            prompt: field(prompt)?,
+            line,
+        });
+    }
+    if let Some((byte, line)) = last_start
+        && crate::corpus::unclosed_csv_quote(path, byte)?
+    {
+        return Err(bad(
+            Some(line),
+            "a quoted field is never closed (its quote runs to the end of the file)".to_string(),
+        ));
     }
     Ok(pairs)
 }
@@ -389,10 +433,10 @@ mod tests {
         fn len(&self) -> usize {
             self.0.len()
         }
-        fn key_model(&self) -> Option<&str> {
+        fn key_model(&self) -> Option<&crate::ModelId> {
             None
         }
-        fn target_model(&self) -> Option<&str> {
+        fn target_model(&self) -> Option<&crate::ModelId> {
             None
         }
         fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Hit>>> {

@@ -16,7 +16,6 @@ use image::DynamicImage;
 use prompt_fusion::FusionConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::cache::ModelCache;
 use crate::components::{
     ClipImageEmbedder, EmbeddingHead, Fusion, Hit, ImageEmbedder, IndexSearch, NeighbourSearch,
     SentenceTextEmbedder, TextEmbedder,
@@ -24,22 +23,39 @@ use crate::components::{
 use crate::compose::{ComposeOptions, compose_prompt};
 use crate::error::{Error, Result};
 use crate::head::{ClipHead, HEAD_FILE};
-use crate::index_models::{IndexModel, resolve_index_model};
-use crate::model_id::ModelId;
+use crate::index_models::IndexModels;
 
 /// How [`Predictor::open`] assembles a predictor from an index directory.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct OpenOptions {
-    /// CLIP checkpoint (directory or cache name); default: the one recorded in the manifest.
-    pub clip: Option<String>,
-    /// Sentence model (directory or cache name), used when composing; default: the manifest's.
-    pub sentence: Option<String>,
     /// Neighbours, weighting and blend weights.
     pub fusion: FusionConfig,
     /// Ignore `head.safetensors` even when present (KNN prediction only).
     pub no_head: bool,
-    /// Compose prompt texts from the neighbours' phrases instead of the best neighbour's prompt.
+    /// Compose prompt texts from the neighbours' phrases instead of the best neighbour's prompt
+    /// (needs the sentence model in [`IndexModels`]).
     pub compose: Option<ComposeOptions>,
+}
+
+impl OpenOptions {
+    /// These options with the given fusion setting.
+    pub fn with_fusion(mut self, fusion: FusionConfig) -> Self {
+        self.fusion = fusion;
+        self
+    }
+
+    /// These options with the head ignored (`true`) or used when present (`false`).
+    pub fn with_no_head(mut self, no_head: bool) -> Self {
+        self.no_head = no_head;
+        self
+    }
+
+    /// These options composing prompt texts (`Some`) or returning the best neighbour's.
+    pub fn with_compose(mut self, compose: Option<ComposeOptions>) -> Self {
+        self.compose = compose;
+        self
+    }
 }
 
 /// One neighbour as reported with a prediction.
@@ -176,18 +192,15 @@ impl PredictorBuilder {
         if fusion.k() == 0 {
             return Err(Error::invalid("k", "must be at least 1"));
         }
+        // Identity first: another model is the more useful error than the width it also has.
+        if let Some(recorded) = search.key_model() {
+            recorded.check("index key model vs image encoder", image.model_id())?;
+        }
         check_width(
             "image embedding vs index keys",
             search.key_dim(),
             image.dim(),
         )?;
-        if let Some(recorded) = search.key_model() {
-            check_model(
-                "index key model vs image encoder",
-                recorded,
-                image.model_id(),
-            )?;
-        }
         if let Some(head) = &self.head {
             check_width(
                 "head input vs index keys",
@@ -209,11 +222,7 @@ impl PredictorBuilder {
                     sentence.dim(),
                 )?;
                 if let Some(recorded) = search.target_model() {
-                    check_model(
-                        "index target model vs sentence model",
-                        recorded,
-                        sentence.model_id(),
-                    )?;
+                    recorded.check("index target model vs sentence model", sentence.model_id())?;
                 }
                 PromptText::Compose(sentence, options)
             }
@@ -240,26 +249,19 @@ fn check_width(what: &str, expected: usize, found: usize) -> Result<()> {
     }
 }
 
-fn check_model(what: &str, recorded: &str, given: &str) -> Result<()> {
-    if ModelId::matches(recorded, given) {
-        Ok(())
-    } else {
-        Err(Error::Mismatch {
-            what: format!("{what} (the index was built with another model)"),
-            expected: recorded.to_string(),
-            found: given.to_string(),
-        })
-    }
-}
-
 impl Predictor {
-    /// The predictor an index directory describes: its CLIP model's image tower (resolved as in
-    /// [`resolve_index_model`]), the index itself, `head.safetensors` when present (unless
-    /// `options.no_head`) and the fusion settings.
+    /// The predictor an index directory describes: the image tower of `models.clip`, the index
+    /// itself, `head.safetensors` when present (unless `options.no_head`) and the fusion
+    /// settings. The checkpoints are given, not looked up (see [`IndexModels::resolve`] for
+    /// the optional lookup); their fingerprints must match the ones the index records.
+    ///
+    /// # Errors
+    /// An unreadable or corrupt index; a checkpoint that fails to load or is not the model the
+    /// index was built with; invalid fusion settings; composing without a sentence model.
     pub fn open(
         index_dir: impl AsRef<Path>,
+        models: &IndexModels,
         options: &OpenOptions,
-        cache: &ModelCache,
         device: &burn::tensor::Device,
     ) -> Result<Self> {
         let index_dir = index_dir.as_ref();
@@ -267,23 +269,16 @@ impl Predictor {
             .fusion
             .validate()
             .map_err(|e| Error::invalid("fusion", e.to_string()))?;
-        let clip =
-            resolve_index_model(index_dir, IndexModel::Clip, options.clip.as_deref(), cache)?;
         let mut builder = Predictor::builder()
-            .image_encoder(ClipImageEmbedder::load(&clip, device)?)
+            .image_encoder(ClipImageEmbedder::load(&models.clip, device)?)
             .index(IndexSearch::open(index_dir)?)
             .fusion(options.fusion);
         if !options.no_head && index_dir.join(HEAD_FILE).is_file() {
             builder = builder.head(ClipHead::load(index_dir, device)?);
         }
         if let Some(compose) = options.compose {
-            let sentence = resolve_index_model(
-                index_dir,
-                IndexModel::Sentence,
-                options.sentence.as_deref(),
-                cache,
-            )?;
-            builder = builder.compose(SentenceTextEmbedder::load(&sentence, device)?, compose);
+            let sentence = models.sentence_dir("composing prompt texts")?;
+            builder = builder.compose(SentenceTextEmbedder::load(sentence, device)?, compose);
         }
         builder.build()
     }
@@ -342,11 +337,27 @@ impl Predictor {
                 found: queries.len().to_string(),
             });
         }
+        let rows = queries.len() / dim;
         let hits = self.search.search(queries, self.fusion.k())?;
+        if hits.len() != rows {
+            return Err(Error::Mismatch {
+                what: "neighbour search results (one list per query)".into(),
+                expected: rows.to_string(),
+                found: hits.len().to_string(),
+            });
+        }
         let heads = match &self.head {
             Some(head) => {
                 let out = head.predict(queries)?;
                 let w = head.output_dim();
+                // A custom head must return one row per query: checked, never indexed past.
+                if out.len() != rows * w {
+                    return Err(Error::Mismatch {
+                        what: format!("head predictions ({rows} queries x {w} wide)"),
+                        expected: format!("{} floats", rows * w),
+                        found: format!("{} floats", out.len()),
+                    });
+                }
                 Some(out.chunks_exact(w).map(<[f32]>::to_vec).collect::<Vec<_>>())
             }
             None => None,
@@ -392,13 +403,18 @@ impl Predictor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model_id::ModelId;
 
     /// Embeds an image as its mean RGB (3-d).
-    struct MeanColour(&'static str);
+    struct MeanColour(ModelId);
+
+    fn mean_colour(id: &str) -> MeanColour {
+        MeanColour(ModelId::parse(id))
+    }
 
     impl ImageEmbedder for MeanColour {
-        fn model_id(&self) -> &str {
-            self.0
+        fn model_id(&self) -> &ModelId {
+            &self.0
         }
         fn dim(&self) -> usize {
             3
@@ -422,7 +438,11 @@ mod tests {
     }
 
     /// Three prompts keyed by the axis colours; targets 2-d.
-    struct Colours;
+    struct Colours(ModelId);
+
+    fn colours() -> Colours {
+        Colours(ModelId::parse("mean-colour@0001"))
+    }
 
     impl NeighbourSearch for Colours {
         fn key_dim(&self) -> usize {
@@ -434,10 +454,10 @@ mod tests {
         fn len(&self) -> usize {
             3
         }
-        fn key_model(&self) -> Option<&str> {
-            Some("mean-colour@0001")
+        fn key_model(&self) -> Option<&ModelId> {
+            Some(&self.0)
         }
-        fn target_model(&self) -> Option<&str> {
+        fn target_model(&self) -> Option<&ModelId> {
             None
         }
         fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Hit>>> {
@@ -496,8 +516,8 @@ mod tests {
             ..FusionConfig::default()
         };
         let p = Predictor::builder()
-            .image_encoder(MeanColour("mean-colour@0001"))
-            .index(Colours)
+            .image_encoder(mean_colour("mean-colour@0001"))
+            .index(colours())
             .head(ConstantHead(vec![0.0, 1.0]))
             .fusion(fusion)
             .build()
@@ -522,8 +542,8 @@ mod tests {
     #[test]
     fn parts_that_do_not_fit_are_rejected() {
         let other_model = Predictor::builder()
-            .image_encoder(MeanColour("mean-colour@9999"))
-            .index(Colours)
+            .image_encoder(mean_colour("mean-colour@9999"))
+            .index(colours())
             .build();
         assert!(
             matches!(other_model, Err(Error::Mismatch { .. })),
@@ -531,21 +551,52 @@ mod tests {
             other_model.err()
         );
         let bad_head = Predictor::builder()
-            .image_encoder(MeanColour("mean-colour@0001"))
-            .index(Colours)
+            .image_encoder(mean_colour("mean-colour@0001"))
+            .index(colours())
             .head(ConstantHead(vec![1.0, 0.0, 0.0]))
             .build();
         assert!(matches!(bad_head, Err(Error::Mismatch { .. })));
         let zero_k = Predictor::builder()
-            .image_encoder(MeanColour("mean-colour@0001"))
-            .index(Colours)
+            .image_encoder(mean_colour("mean-colour@0001"))
+            .index(colours())
             .fusion(FusionConfig {
                 k: 0,
                 ..FusionConfig::default()
             })
             .build();
         assert!(zero_k.is_err());
-        assert!(Predictor::builder().index(Colours).build().is_err());
+        assert!(Predictor::builder().index(colours()).build().is_err());
+    }
+
+    /// A faulty custom head: one row too few.
+    struct ShortHead;
+
+    impl EmbeddingHead for ShortHead {
+        fn input_dim(&self) -> usize {
+            3
+        }
+        fn output_dim(&self) -> usize {
+            2
+        }
+        fn predict(&self, embeddings: &[f32]) -> Result<Vec<f32>> {
+            let rows = embeddings.len() / 3;
+            Ok(vec![0.5; rows.saturating_sub(1) * 2])
+        }
+    }
+
+    #[test]
+    fn a_head_returning_too_few_rows_is_an_error_not_a_panic() {
+        let p = Predictor::builder()
+            .image_encoder(mean_colour("mean-colour@0001"))
+            .index(colours())
+            .head(ShortHead)
+            .build()
+            .unwrap();
+        let err = p
+            .predict_batch(&[solid(255, 0, 0), solid(0, 255, 0)])
+            .unwrap_err();
+        assert!(matches!(err, Error::Mismatch { .. }), "{err}");
+        assert!(err.to_string().contains("head predictions"), "{err}");
     }
 
     #[test]

@@ -6,9 +6,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use img2prompt::builder::{BuildReport, IndexBuilder, Progress, staging_dir};
+use img2prompt::builder::{BuildReport, IndexBuilder};
 use img2prompt::corpus::CleanStats;
-use img2prompt::knn_index::{IndexSpec, PromptIndex};
+use img2prompt::knn_index::{IndexSpec, IndexWriter, PromptIndex};
 use img2prompt::{ClipTextEmbedder, Error, ModelId, SentenceTextEmbedder, TextEmbedder};
 
 fn clip_dir() -> PathBuf {
@@ -28,10 +28,7 @@ fn encoders() -> &'static (ClipTextEmbedder, SentenceTextEmbedder) {
 
 fn builder() -> IndexBuilder<'static> {
     let (clip, minilm) = encoders();
-    IndexBuilder::new(clip, minilm)
-        .progress(Progress::Hidden)
-        .batch_size(8)
-        .chunk_size(16)
+    IndexBuilder::new(clip, minilm).batch_size(8).chunk_size(16)
 }
 
 /// 50 distinct prompts once cleaned, in order.
@@ -149,15 +146,16 @@ fn builds_an_index_of_the_cleaned_prompts() {
         ("exact", "Flat")
     );
     let (clip, minilm) = encoders();
-    assert_eq!(report.key_model, clip.model_id());
-    assert_eq!(report.target_model, minilm.model_id());
+    assert_eq!(report.key_model, clip.model_id().to_string());
+    assert_eq!(report.target_model, minilm.model_id().to_string());
     check_index(&out, &expected);
-    assert!(!staging_dir(&out).unwrap().exists());
+    assert!(!IndexWriter::staging_dir_for(&out).unwrap().exists());
 
     // A finished index is not replaced without `overwrite`; with it, it is.
     let again = builder().build(ok_stream(vec!["new prompt".into()]), &out);
-    let err = again.unwrap_err().to_string();
-    assert!(err.contains("--overwrite"), "{err}");
+    let err = again.unwrap_err();
+    assert!(matches!(err, Error::OutputExists { .. }), "{err}");
+    assert!(err.to_string().contains("already exists"), "{err}");
     assert_eq!(PromptIndex::open(&out).unwrap().len(), 50);
     let report = builder()
         .overwrite(true)
@@ -200,7 +198,7 @@ fn interrupted_build_resumes_to_the_same_index() {
         .to_string();
     assert!(err.contains("stream cut"), "{err}");
     assert!(!out.exists(), "nothing is swapped in before the end");
-    assert!(staging_dir(&out).unwrap().exists());
+    assert!(IndexWriter::staging_dir_for(&out).unwrap().exists());
 
     // Same records, but the spec must match the interrupted build's: give the same size hint.
     let report = builder()
@@ -214,7 +212,7 @@ fn interrupted_build_resumes_to_the_same_index() {
         report.clean.read, 55,
         "cleaning counts cover the whole corpus"
     );
-    assert!(!staging_dir(&out).unwrap().exists());
+    assert!(!IndexWriter::staging_dir_for(&out).unwrap().exists());
 
     let resumed = check_index(&out, &expected);
     let uninterrupted = PromptIndex::open(&whole).unwrap();
@@ -249,21 +247,18 @@ fn resume_refuses_other_prompts_and_fresh_starts_over() {
     let err = builder()
         .expected_records(100)
         .build(ok_stream(other.clone()), &out)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("prompt 2 differs") && err.contains("--fresh"),
-        "{err}"
-    );
+        .unwrap_err();
+    assert!(matches!(err, Error::Resume { .. }), "{err}");
+    assert!(err.to_string().contains("prompt 2 differs"), "{err}");
 
     // Other models or spec than the interrupted build's: refused too.
     let err = builder()
         .expected_records(100)
         .spec(IndexSpec::Hnsw)
         .build(ok_stream(raw.clone()), &out)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("--fresh"), "{err}");
+        .unwrap_err();
+    assert!(matches!(err, Error::Resume { .. }), "{err}");
+    assert!(err.to_string().contains("cannot resume"), "{err}");
 
     let report = builder()
         .expected_records(100)

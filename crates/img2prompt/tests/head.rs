@@ -48,15 +48,15 @@ fn mean_cosine(pred: &[f32], truth: &[f32]) -> f64 {
 }
 
 fn config(kind: HeadKind, epochs: usize, seed: u64) -> HeadTrainConfig {
-    HeadTrainConfig {
-        kind,
-        epochs,
-        batch_size: 64,
-        learning_rate: 1e-2,
-        weight_decay: 0.0,
-        validation_fraction: 0.1,
-        seed,
-    }
+    let mut c = HeadTrainConfig::default();
+    c.kind = kind;
+    c.epochs = epochs;
+    c.batch_size = 64;
+    c.learning_rate = 1e-2;
+    c.weight_decay = 0.0;
+    c.validation_fraction = 0.1;
+    c.seed = seed;
+    c
 }
 
 /// Cosine on fresh inputs the head never saw (not the report's own number).
@@ -279,15 +279,9 @@ fn perf_100k_linear_64_to_384() {
             }
         }
     }
-    let c = HeadTrainConfig {
-        kind,
-        epochs: 3,
-        batch_size: 256,
-        learning_rate: 1e-2,
-        weight_decay: 0.0,
-        validation_fraction: 0.05,
-        seed: 0,
-    };
+    let mut c = config(kind, 3, 0);
+    c.batch_size = 256;
+    c.validation_fraction = 0.05;
     let (_, report) = train_head(&x, &y, n, &c, &device()).unwrap();
     eprintln!("100k x {din} -> {dout} {kind}, 3 epochs: {report:?}");
     assert!(

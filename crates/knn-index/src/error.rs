@@ -7,7 +7,19 @@ use std::path::PathBuf;
 /// Errors about a file of an index directory always carry the file's path, so a message such as
 /// `/data/idx/targets.f32: size 1000 bytes, expected 1536` names what to fix.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
+    /// Another build holds the lock on this output (advisory lock file beside it).
+    #[error(
+        "{out}: another build is writing this index (lock {lock} is held); wait for it to finish \
+         or stop it"
+    )]
+    Locked {
+        /// The index directory being built.
+        out: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
     /// An I/O operation on `path` failed.
     #[error("{path}: {source}")]
     Io {

@@ -73,6 +73,8 @@ mod mapped;
 mod payload;
 mod spec;
 mod store;
+#[cfg(feature = "synth")]
+#[doc(hidden)]
 pub mod synth;
 mod sys;
 mod writer;
@@ -88,7 +90,9 @@ pub use spec::{
     HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, IVF_NPROBE_DIVISOR, IndexSpec, SearchParams, ivf_nlist,
 };
 pub use store::{LoadOptions, Neighbour, PromptIndex};
-pub use writer::{IndexConfig, IndexWriter, STAGED_KEYS_FILE, STAGING_FILE, build_index};
+pub use writer::{
+    BuildLock, IndexConfig, IndexWriter, STAGED_KEYS_FILE, STAGING_FILE, StagedPrompts, build_index,
+};
 
 #[cfg(test)]
 mod send_sync {

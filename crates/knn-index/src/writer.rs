@@ -97,6 +97,100 @@ struct Files {
     targets: File,
 }
 
+/// An exclusive advisory lock on building the index at one output path: the file
+/// `<parent>/.<name>.knn-lock`, locked with `flock` semantics (`File::try_lock`) for as long
+/// as this value lives, and removed when it is dropped. Every [`IndexWriter`] holds one, so two
+/// builds into the same output never share a staging directory: the second fails at once with
+/// [`Error::Locked`].
+///
+/// Removing the file is safe because it happens while the lock is held, and [`BuildLock::acquire`]
+/// checks after locking that the path still names the file it locked (else it retries on the
+/// new file): a process that locked a file just unlinked does not go on believing it holds the
+/// lock.
+#[derive(Debug)]
+pub struct BuildLock {
+    out: PathBuf,
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl BuildLock {
+    /// Takes the lock for the index at `out`, creating the parent directory and the lock file
+    /// when missing.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] when another process (or another `BuildLock` of this one) holds it;
+    /// I/O errors naming the lock file.
+    pub fn acquire(out: impl AsRef<Path>) -> Result<Self> {
+        let out = out.as_ref().to_path_buf();
+        let path = sibling_path(&out, ".knn-lock")?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        // A few rounds: each one can only lose to a holder that unlinked the file meanwhile.
+        for _ in 0..8 {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::Locked { out, lock: path });
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+            }
+            if same_file(&file, &path)? {
+                return Ok(Self {
+                    out,
+                    path,
+                    file: Some(file),
+                });
+            }
+        }
+        Err(Error::Locked { out, lock: path })
+    }
+
+    /// The index directory this lock is for.
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for BuildLock {
+    fn drop(&mut self) {
+        // Unlink while still holding the lock, then release it by closing the file.
+        let _ = std::fs::remove_file(&self.path);
+        drop(self.file.take());
+    }
+}
+
+/// Whether `path` still names the open `file` (not unlinked or replaced since it was opened).
+fn same_file(file: &File, path: &Path) -> Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let open = file.metadata().map_err(|e| Error::io(path, e))?;
+        match std::fs::metadata(path) {
+            Ok(now) => Ok(open.dev() == now.dev() && open.ino() == now.ino()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        Ok(true)
+    }
+}
+
 /// Builds an index directory in chunks, crash-safely.
 ///
 /// Everything is written to a staging directory next to the output (`<parent>/.<name>.knn-staging`).
@@ -109,34 +203,68 @@ struct Files {
 /// `.<name>.knn-old` in between). Until that swap the previous index at the output path is
 /// untouched and loads.
 ///
-/// Ids must be unique (checked in `finish`). Only one writer may use a staging directory at a
-/// time (not enforced).
+/// Ids must be unique (checked in `finish`). A writer holds the output's [`BuildLock`], so only
+/// one writer at a time uses a staging directory.
 #[derive(Debug)]
 pub struct IndexWriter {
     out: PathBuf,
     staging: PathBuf,
     state: StagingState,
     files: Option<Files>,
+    _lock: BuildLock,
+}
+
+/// `<parent>/.<name><suffix>` for the output `out`.
+fn sibling_path(out: &Path, suffix: &str) -> Result<PathBuf> {
+    let name = out.file_name().ok_or_else(|| {
+        Error::InvalidArgument(format!("{}: output path has no file name", out.display()))
+    })?;
+    let mut s = std::ffi::OsString::from(".");
+    s.push(name);
+    s.push(suffix);
+    Ok(out.with_file_name(s))
 }
 
 fn staging_path(out: &Path) -> Result<PathBuf> {
-    let name = out.file_name().ok_or_else(|| {
-        Error::InvalidArgument(format!("{}: output path has no file name", out.display()))
-    })?;
-    let mut s = std::ffi::OsString::from(".");
-    s.push(name);
-    s.push(".knn-staging");
-    Ok(out.with_file_name(s))
+    sibling_path(out, ".knn-staging")
 }
 
 fn backup_path(out: &Path) -> Result<PathBuf> {
-    let name = out.file_name().ok_or_else(|| {
-        Error::InvalidArgument(format!("{}: output path has no file name", out.display()))
-    })?;
-    let mut s = std::ffi::OsString::from(".");
-    s.push(name);
-    s.push(".knn-old");
-    Ok(out.with_file_name(s))
+    sibling_path(out, ".knn-old")
+}
+
+/// The prompts staged by an interrupted build, in row order: see [`IndexWriter::staged_prompts`].
+#[derive(Debug)]
+pub struct StagedPrompts {
+    path: PathBuf,
+    reader: std::io::BufReader<File>,
+    remaining: u64,
+}
+
+impl Iterator for StagedPrompts {
+    type Item = Result<String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::BufRead;
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        let mut line = String::new();
+        Some(match self.reader.read_line(&mut line) {
+            Ok(0) => Err(Error::Corrupt {
+                path: self.path.clone(),
+                reason: "fewer prompts than the staging state records".into(),
+            }),
+            Ok(_) => {
+                if line.ends_with('\n') {
+                    line.pop();
+                }
+                Ok(line)
+            }
+            Err(e) => Err(Error::io(&self.path, e)),
+        })
+    }
 }
 
 fn remove_dir_if_exists(p: &Path) -> Result<()> {
@@ -167,10 +295,29 @@ fn open_for_append(path: &Path, expected: u64) -> Result<File> {
 }
 
 impl IndexWriter {
-    /// Start a fresh build for `out` (discarding any previous staging directory for it).
+    /// The staging directory a build of `out` uses: `<parent>/.<name>.knn-staging`.
+    ///
+    /// # Errors
+    /// `out` has no file name.
+    pub fn staging_dir_for(out: impl AsRef<Path>) -> Result<PathBuf> {
+        staging_path(out.as_ref())
+    }
+
+    /// Whether an interrupted build of `out` left a staging directory to resume.
+    pub fn has_staging(out: impl AsRef<Path>) -> bool {
+        staging_path(out.as_ref()).is_ok_and(|s| s.join(STAGING_FILE).is_file())
+    }
+
+    /// Start a fresh build for `out` (discarding any previous staging directory for it),
+    /// taking its [`BuildLock`].
     pub fn create(out: impl AsRef<Path>, config: IndexConfig) -> Result<Self> {
+        Self::create_locked(BuildLock::acquire(out)?, config)
+    }
+
+    /// [`IndexWriter::create`] under a lock the caller already holds (the output is the lock's).
+    pub fn create_locked(lock: BuildLock, config: IndexConfig) -> Result<Self> {
         config.validate()?;
-        let out = out.as_ref().to_path_buf();
+        let out = lock.out().to_path_buf();
         let staging = staging_path(&out)?;
         remove_dir_if_exists(&staging)?;
         std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
@@ -203,6 +350,7 @@ impl IndexWriter {
                 finished: false,
             },
             files: Some(files),
+            _lock: lock,
         };
         me.save_state()?;
         Ok(me)
@@ -214,13 +362,18 @@ impl IndexWriter {
     /// Fails (naming `staging.json`) if the staging directory was made with another config;
     /// use [`IndexWriter::create`] to discard it.
     pub fn resume(out: impl AsRef<Path>, config: IndexConfig) -> Result<Self> {
-        let out = out.as_ref().to_path_buf();
+        Self::resume_locked(BuildLock::acquire(out)?, config)
+    }
+
+    /// [`IndexWriter::resume`] under a lock the caller already holds (the output is the lock's).
+    pub fn resume_locked(lock: BuildLock, config: IndexConfig) -> Result<Self> {
+        let out = lock.out().to_path_buf();
         let staging = staging_path(&out)?;
         let state_path = staging.join(STAGING_FILE);
         let bytes = match std::fs::read(&state_path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Self::create(out, config);
+                return Self::create_locked(lock, config);
             }
             Err(e) => return Err(Error::io(&state_path, e)),
         };
@@ -259,6 +412,7 @@ impl IndexWriter {
             staging,
             state,
             files,
+            _lock: lock,
         })
     }
 
@@ -286,6 +440,19 @@ impl IndexWriter {
     /// The staging directory.
     pub fn staging_dir(&self) -> &Path {
         &self.staging
+    }
+
+    /// The prompts appended so far (by this writer or the interrupted build it resumed), in
+    /// row order, read back from the staging directory: what a resuming builder compares with
+    /// its corpus.
+    pub fn staged_prompts(&self) -> Result<StagedPrompts> {
+        let path = self.staging.join(PROMPTS_FILE);
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(StagedPrompts {
+            path,
+            reader: std::io::BufReader::new(file),
+            remaining: self.state.rows,
+        })
     }
 
     /// Append a chunk: `ids.len()` rows, keys row-major `key_dim` wide (raw; normalised here),
@@ -572,6 +739,37 @@ mod tests {
         assert_eq!(idx.prompt(6).unwrap(), "b");
         assert!(!staging_path(&out).unwrap().exists());
         assert!(!out.join(STAGING_FILE).exists());
+    }
+
+    #[test]
+    fn a_second_writer_is_refused_while_the_first_holds_the_lock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("idx");
+        let mut first = IndexWriter::create(&out, config()).unwrap();
+        first
+            .append(&[1], &[1.0, 0.0, 0.0, 0.0], &["a\tb"], &[0.5, 0.5])
+            .unwrap();
+        for second in [
+            IndexWriter::create(&out, config()),
+            IndexWriter::resume(&out, config()),
+        ] {
+            let err = second.unwrap_err();
+            assert!(matches!(err, Error::Locked { .. }), "{err}");
+            assert!(err.to_string().contains("another build"), "{err}");
+        }
+        // The first build's staging is intact and readable back.
+        let staged: Vec<String> = first
+            .staged_prompts()
+            .unwrap()
+            .map(|p| p.unwrap())
+            .collect();
+        assert_eq!(staged, ["a\tb"]);
+        drop(first);
+        // Released (and the lock file removed) with the writer: a resume continues the build.
+        assert!(!tmp.path().join(".idx.knn-lock").exists());
+        assert!(IndexWriter::has_staging(&out));
+        let w = IndexWriter::resume(&out, config()).unwrap();
+        assert_eq!(w.len(), 1);
     }
 
     #[test]

@@ -70,7 +70,29 @@ impl BertConfig {
 
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let config: Self = read_json(path, "model configuration")?;
+        let value: serde_json::Value = read_json(path, "model configuration")?;
+        // The kind first: a valid config of another model (a CLIP checkpoint, say) is named as
+        // such, not reported as a BERT config with missing fields.
+        if let Some(kind) = value.get("model_type").and_then(|v| v.as_str())
+            && kind != "bert"
+        {
+            return Err(Error::Config {
+                path: path.to_owned(),
+                message: format!(
+                    "model_type {kind:?}: expected a BERT sentence-transformers model \
+                     (model_type \"bert\", e.g. all-MiniLM-L6-v2){}",
+                    if kind.starts_with("clip") {
+                        ", found a CLIP checkpoint"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
+        let config: Self = serde_json::from_value(value).map_err(|source| Error::Json {
+            path: path.to_owned(),
+            source,
+        })?;
         config.validate(path)?;
         Ok(config)
     }

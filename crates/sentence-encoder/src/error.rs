@@ -6,6 +6,7 @@ use std::path::PathBuf;
 ///
 /// Every variant that concerns a file names it, so a CLI can print the error as one line.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A file of the checkpoint could not be read.
     #[error("{path}: {source}")]

@@ -21,7 +21,7 @@
 pub mod config;
 pub mod encoder;
 pub mod error;
-pub mod host_gelu;
+mod host_gelu;
 pub mod model;
 pub mod pooling;
 pub mod tokenize;

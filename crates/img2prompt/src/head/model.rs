@@ -4,8 +4,6 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor, TensorData};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::components::EmbeddingHead;
@@ -81,7 +79,7 @@ impl HeadConfig {
         }
         if let HeadKind::Mlp { hidden: 0 } = self.kind {
             return Err(Error::invalid(
-                "--hidden",
+                "hidden",
                 "the MLP hidden width must be positive",
             ));
         }
@@ -121,14 +119,9 @@ pub struct ClipHead {
     device: Device,
 }
 
-/// A `Linear` with weights drawn from `U(-1/√fan_in, 1/√fan_in)` (PyTorch's and Burn's default
-/// bound) by `rng`, so the initialisation does not depend on the backend's random state.
-fn seeded_linear(d_in: usize, d_out: usize, rng: &mut ChaCha8Rng, device: &Device) -> Linear {
-    let bound = 1.0 / (d_in as f32).sqrt();
-    let mut draw =
-        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-bound..bound)).collect() };
-    let weight = draw(d_in * d_out);
-    let bias = draw(d_out);
+/// A `Linear` with the given weights (`[d_in, d_out]` row-major) and bias.
+pub(crate) fn linear(weight: Vec<f32>, bias: Vec<f32>, device: &Device) -> Linear {
+    let (d_out, d_in) = (bias.len(), weight.len() / bias.len().max(1));
     Linear {
         weight: Param::from_data(TensorData::new(weight, [d_in, d_out]), device),
         bias: Some(Param::from_data(TensorData::new(bias, [d_out]), device)),
@@ -136,19 +129,18 @@ fn seeded_linear(d_in: usize, d_out: usize, rng: &mut ChaCha8Rng, device: &Devic
 }
 
 impl ClipHead {
-    /// A freshly initialised head of shape `config` on `device`; the weights are drawn from a
-    /// ChaCha8 stream seeded with `seed` (same seed, same weights, on any backend).
-    pub fn init(config: &HeadConfig, seed: u64, device: &Device) -> Result<Self> {
+    /// A head of shape `config` whose layers are made by `layer(d_in, d_out)`.
+    pub(crate) fn with_layers(
+        config: &HeadConfig,
+        device: &Device,
+        mut layer: impl FnMut(usize, usize) -> Linear,
+    ) -> Result<Self> {
         config.validate()?;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let (fc1, fc2) = match config.kind {
-            HeadKind::Linear => (
-                seeded_linear(config.input_dim, config.output_dim, &mut rng, device),
-                None,
-            ),
+            HeadKind::Linear => (layer(config.input_dim, config.output_dim), None),
             HeadKind::Mlp { hidden } => (
-                seeded_linear(config.input_dim, hidden, &mut rng, device),
-                Some(seeded_linear(hidden, config.output_dim, &mut rng, device)),
+                layer(config.input_dim, hidden),
+                Some(layer(hidden, config.output_dim)),
             ),
         };
         Ok(ClipHead {
@@ -156,6 +148,13 @@ impl ClipHead {
             fc2,
             config: config.clone(),
             device: device.clone(),
+        })
+    }
+
+    /// A head of shape `config` with zero weights (what loading fills in).
+    pub(crate) fn zeros(config: &HeadConfig, device: &Device) -> Result<Self> {
+        Self::with_layers(config, device, |d_in, d_out| {
+            linear(vec![0.0; d_in * d_out], vec![0.0; d_out], device)
         })
     }
 

@@ -153,7 +153,7 @@ impl ClipHead {
         config
             .validate()
             .map_err(|e| bad_file(path, format!("bad head config metadata: {e}")))?;
-        let mut head = ClipHead::init(&config, 0, device)?;
+        let mut head = ClipHead::zeros(&config, device)?;
         let mut store = SafetensorsStore::from_bytes(Some(bytes))
             .allow_partial(true)
             .validate(false);

@@ -7,16 +7,35 @@ use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 use knn_index::PromptIndex;
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::model::{ClipHead, HeadConfig, HeadKind};
 use crate::error::{Error, Result};
 
+impl ClipHead {
+    /// A freshly initialised head of shape `config` on `device`: weights drawn from
+    /// `U(-1/√fan_in, 1/√fan_in)` (PyTorch's and Burn's default bound) by a ChaCha8 stream seeded
+    /// with `seed`, so the same seed gives the same weights on any backend.
+    pub fn init(config: &HeadConfig, seed: u64, device: &Device) -> Result<Self> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        Self::with_layers(config, device, |d_in, d_out| {
+            let bound = 1.0 / (d_in as f32).sqrt();
+            let mut draw = |n: usize| -> Vec<f32> {
+                (0..n).map(|_| rng.random_range(-bound..bound)).collect()
+            };
+            let weight = draw(d_in * d_out);
+            let bias = draw(d_out);
+            super::model::linear(weight, bias, device)
+        })
+    }
+}
+
 /// How to train a head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HeadTrainConfig {
     /// Linear or MLP.
     pub kind: HeadKind,
@@ -52,34 +71,34 @@ impl Default for HeadTrainConfig {
 }
 
 impl HeadTrainConfig {
-    /// Checks every field (errors name the CLI option).
+    /// Checks every field (errors name the field).
     pub fn validate(&self) -> Result<()> {
         if self.epochs == 0 {
-            return Err(Error::invalid("--epochs", "must be at least 1"));
+            return Err(Error::invalid("epochs", "must be at least 1"));
         }
         if self.batch_size == 0 {
-            return Err(Error::invalid("--batch", "must be at least 1"));
+            return Err(Error::invalid("batch_size", "must be at least 1"));
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             return Err(Error::invalid(
-                "--lr",
+                "learning_rate",
                 format!("must be a positive number (got {})", self.learning_rate),
             ));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(Error::invalid(
-                "--weight-decay",
+                "weight_decay",
                 format!("must be a non-negative number (got {})", self.weight_decay),
             ));
         }
         if !(0.0..1.0).contains(&self.validation_fraction) {
             return Err(Error::invalid(
-                "--validation-fraction",
+                "validation_fraction",
                 format!("must be in [0, 1) (got {})", self.validation_fraction),
             ));
         }
         if let HeadKind::Mlp { hidden: 0 } = self.kind {
-            return Err(Error::invalid("--hidden", "must be at least 1"));
+            return Err(Error::invalid("hidden", "must be at least 1"));
         }
         Ok(())
     }
@@ -303,7 +322,7 @@ pub fn train_head_with_progress(
             validation_cosine: report.validation_cosine.last().copied(),
         });
     }
-    let (_, head) = best.ok_or_else(|| Error::invalid("--epochs", "must be at least 1"))?;
+    let (_, head) = best.ok_or_else(|| Error::invalid("epochs", "must be at least 1"))?;
     report.seconds = start.elapsed().as_secs_f64();
     Ok((head, report))
 }
@@ -343,7 +362,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bad_configs_name_the_option() {
+    fn bad_configs_name_the_field() {
         let ok = HeadTrainConfig::default();
         assert!(ok.validate().is_ok());
         for (bad, option) in [
@@ -352,49 +371,49 @@ mod tests {
                     epochs: 0,
                     ..ok.clone()
                 },
-                "--epochs",
+                "epochs",
             ),
             (
                 HeadTrainConfig {
                     batch_size: 0,
                     ..ok.clone()
                 },
-                "--batch",
+                "batch_size",
             ),
             (
                 HeadTrainConfig {
                     learning_rate: 0.0,
                     ..ok.clone()
                 },
-                "--lr",
+                "learning_rate",
             ),
             (
                 HeadTrainConfig {
                     learning_rate: f64::NAN,
                     ..ok.clone()
                 },
-                "--lr",
+                "learning_rate",
             ),
             (
                 HeadTrainConfig {
                     weight_decay: -1.0,
                     ..ok.clone()
                 },
-                "--weight-decay",
+                "weight_decay",
             ),
             (
                 HeadTrainConfig {
                     validation_fraction: 1.0,
                     ..ok.clone()
                 },
-                "--validation-fraction",
+                "validation_fraction",
             ),
             (
                 HeadTrainConfig {
                     kind: HeadKind::Mlp { hidden: 0 },
                     ..ok.clone()
                 },
-                "--hidden",
+                "hidden",
             ),
         ] {
             let err = bad.validate().unwrap_err();

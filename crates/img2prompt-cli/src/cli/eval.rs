@@ -1,0 +1,123 @@
+//! `eval`: the paper's ablation table on image-prompt pairs.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use img2prompt::compose::{ComposeOptions, compose_prompt};
+use img2prompt::eval::{EvalOptions, EvalPair, EvalSet, read_pairs};
+use img2prompt::{Error, Predictor, Result, SentenceTextEmbedder, TextEmbedder};
+
+use super::{FusionArgs, RuntimeArgs, check_output_path};
+use crate::models::Models;
+use crate::output::write_json_atomic;
+
+/// `eval` arguments.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Index directory.
+    #[arg(long)]
+    pub index: PathBuf,
+    /// Image-prompt pairs: .jsonl {"image","prompt"} or .csv with image,prompt columns.
+    #[arg(long)]
+    pub pairs: PathBuf,
+    /// Also write the table as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Score composed prompt texts (see `predict --compose`) instead of the best neighbour's.
+    #[arg(long)]
+    pub compose: bool,
+    /// Model overrides; `--k` is the k of the fused rows (weights are the table's columns).
+    #[command(flatten)]
+    pub fusion: FusionArgs,
+    /// Backend and batch size.
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// Runs `eval`: prints the table on stdout, writes `--json` atomically.
+pub(crate) fn run(models: &Models, args: &EvalArgs) -> Result<()> {
+    if let Some(path) = &args.json {
+        check_output_path(path, "json")?;
+    }
+    let options = args.fusion.open_options(None)?;
+    let fusion = options.fusion;
+    let pairs = read_pairs(&args.pairs)?;
+    let device = args.runtime.backend.unwrap_or_default().device()?;
+    let checkpoints = args.fusion.index_models(models, &args.index, true)?;
+    let predictor = Predictor::open(&args.index, &checkpoints, &options, &device)?;
+    let sentence = SentenceTextEmbedder::load(checkpoints.sentence_dir("evaluation")?, &device)?;
+    let start = Instant::now();
+    let mut queries = Vec::new();
+    for chunk in pairs.chunks(args.runtime.batch.max(1)) {
+        queries.extend(
+            predictor
+                .image_encoder()
+                .embed_images(&decode_pair_images(&args.pairs, chunk)?)?,
+        );
+    }
+    let prompts: Vec<&str> = pairs.iter().map(|p| p.prompt.as_str()).collect();
+    let truths = sentence.embed_texts(&prompts)?;
+    let eval_options = EvalOptions {
+        fused_k: fusion.k,
+        ..EvalOptions::default()
+    };
+    let set = EvalSet::gather(
+        &queries,
+        &truths,
+        predictor.index(),
+        predictor.head(),
+        eval_options.max_k(),
+    )?;
+    let texts = if args.compose {
+        let mut composed = Vec::with_capacity(set.len());
+        let queries = set.queries();
+        for (q, hits) in queries.iter().zip(&set.hits) {
+            let fused = fusion.fuse(&q.neighbours, q.head)?;
+            let prompts: Vec<&str> = hits.iter().map(|h| h.prompt.as_str()).collect();
+            composed.push(
+                compose_prompt(
+                    &fused.embedding,
+                    &prompts,
+                    &sentence,
+                    &ComposeOptions::default(),
+                )?
+                .text,
+            );
+        }
+        let refs: Vec<&str> = composed.iter().map(String::as_str).collect();
+        Some(sentence.embed_texts(&refs)?)
+    } else {
+        None
+    };
+    let report = set.report(&eval_options, texts.as_deref())?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        write_json_atomic(path, &report)?;
+    }
+    eprintln!(
+        "evaluated {} pairs in {:.2}s",
+        report.n,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Decodes the images of `pairs` in parallel; a failure names the pairs file and the line of
+/// the pair, then the image and what is wrong with it.
+fn decode_pair_images(
+    pairs_file: &std::path::Path,
+    pairs: &[EvalPair],
+) -> Result<Vec<img2prompt::image::DynamicImage>> {
+    use rayon::prelude::*;
+    pairs
+        .par_iter()
+        .map(|pair| {
+            img2prompt::decode_image_file(&pair.image).map_err(|e| Error::Input {
+                path: pairs_file.to_owned(),
+                line: Some(pair.line),
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}

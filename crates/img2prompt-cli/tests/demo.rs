@@ -1,0 +1,131 @@
+//! Smoke test of `img2prompt demo` on a tiny world with the shipped world CLIP and the real
+//! all-MiniLM-L6-v2: the report's numbers must be what `eval` and `predict` compute from the
+//! index and pairs the demo leaves behind.
+
+mod common;
+
+use std::path::Path;
+
+use common::{cosine, minilm_dir};
+use img2prompt::{SentenceTextEmbedder, TextEmbedder};
+
+#[test]
+fn tiny_demo_report_agrees_with_eval_and_predict() {
+    let home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("demo");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let minilm = s(&minilm_dir());
+    let table = common::img2prompt_ok(
+        home.path(),
+        &[
+            "demo",
+            "--world",
+            "tiny",
+            "--corpus",
+            "1000",
+            "--sentence",
+            &minilm,
+            "--out",
+            &s(&out),
+        ],
+    );
+    for row in [
+        "CLIP head only",
+        "KNN, k = 1",
+        "KNN, k = 200",
+        "fused, paper",
+        "fused, tuned",
+        "text score",
+    ] {
+        assert!(table.contains(row), "{row} missing from\n{table}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let sheet = img2prompt::image::open(out.join("contact-sheet.png")).unwrap();
+    assert!(sheet.width() > 200 && sheet.height() > 200);
+    let n_test = report["n_test"].as_u64().unwrap() as usize;
+    assert_eq!(n_test, 100);
+
+    // eval over the exported test pairs recomputes the report's test rows.
+    let pairs = out.join("pairs/test.jsonl");
+    let eval_json = work.path().join("eval.json");
+    common::img2prompt_ok(
+        home.path(),
+        &[
+            "eval",
+            "--index",
+            &s(&out.join("index")),
+            "--pairs",
+            &s(&pairs),
+            "--sentence",
+            &minilm,
+            "--json",
+            &s(&eval_json),
+        ],
+    );
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&eval_json).unwrap()).unwrap();
+    let close = |a: &serde_json::Value, b: &serde_json::Value, what: &str| {
+        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+        assert!((a - b).abs() < 1e-4, "{what}: report {a} vs eval {b}");
+    };
+    close(&report["clip_head"], &eval["clip_head"], "clip_head");
+    for k in ["1", "10", "50", "100", "200"] {
+        close(&report["knn"][k], &eval["knn"][k], &format!("knn {k}"));
+    }
+    close(
+        &report["fused_paper"],
+        &eval["fused"]["0.6"],
+        "fused at 0.6",
+    );
+    close(&report["text_score"], &eval["text_score"], "text score");
+
+    // predict's embeddings score the report's fused_paper against MiniLM's truth.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&pairs)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut args = vec![
+        "predict".to_string(),
+        "--index".into(),
+        s(&out.join("index")),
+    ];
+    args.extend(
+        lines
+            .iter()
+            .map(|l| l["image"].as_str().unwrap().to_string()),
+    );
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let predicted: Vec<serde_json::Value> = common::img2prompt_ok(home.path(), &refs)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let device = img2prompt::Backend::default().device().unwrap();
+    let sentence = SentenceTextEmbedder::load(minilm_dir(), &device).unwrap();
+    let truths: Vec<&str> = lines
+        .iter()
+        .map(|l| l["prompt"].as_str().unwrap())
+        .collect();
+    let truth = sentence.embed_texts(&truths).unwrap();
+    let mean = predicted
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let e: Vec<f32> = p["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            cosine(&e, &truth[i * 384..(i + 1) * 384])
+        })
+        .sum::<f64>()
+        / predicted.len() as f64;
+    let reported = report["fused_paper"].as_f64().unwrap();
+    assert!(
+        (mean - reported).abs() < 1e-4,
+        "predict {mean} vs report {reported}"
+    );
+}
