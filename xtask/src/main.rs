@@ -4,7 +4,6 @@
 //! benchmark counterparts are under `xtask/bench/`; `cargo xtask` with no task lists them.
 
 mod checkpoint;
-mod fingerprint;
 mod fixtures;
 mod plot;
 mod train_world_clip;
@@ -34,8 +33,6 @@ enum Task {
     TrainWorldClip(train_world_clip::TrainOptions),
     /// Render the world-CLIP parity inputs (PNGs + prompts) for xtask/fixtures/world_clip.py.
     WorldClipFixtures(fixtures::FixtureOptions),
-    /// Time the model fingerprint (whole-file xxh3-128) on a ViT-L/14-sized checkpoint.
-    FingerprintCost(fingerprint::FingerprintOptions),
 }
 
 fn main() {
@@ -51,7 +48,6 @@ fn main() {
         }
         Some(Task::TrainWorldClip(opts)) => train_world_clip::run(opts, &command_line),
         Some(Task::WorldClipFixtures(opts)) => fixtures::run(opts),
-        Some(Task::FingerprintCost(opts)) => fingerprint::run(opts),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e}");

@@ -4,6 +4,7 @@ mod cli;
 mod models;
 mod output;
 mod progress;
+mod serve;
 
 use clap::Parser as _;
 

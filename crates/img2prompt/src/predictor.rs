@@ -308,6 +308,15 @@ impl Predictor {
         self.fusion.as_ref()
     }
 
+    /// This predictor with another fusion (another `k` or blend for one request, say); the
+    /// models, index and head are shared, not copied.
+    pub fn with_fusion(&self, fusion: impl Fusion + 'static) -> Predictor {
+        Predictor {
+            fusion: Arc::new(fusion),
+            ..self.clone()
+        }
+    }
+
     /// Predicts one image.
     pub fn predict(&self, image: &DynamicImage) -> Result<Prediction> {
         let mut out = self.predict_batch(std::slice::from_ref(image))?;

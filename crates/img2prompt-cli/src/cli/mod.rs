@@ -8,7 +8,7 @@ mod embed;
 mod eval;
 mod head;
 mod index;
-mod predict;
+pub(crate) mod predict;
 
 pub use demo::DemoArgs;
 pub use embed::{EmbedImageArgs, EmbedTextArgs};
@@ -68,6 +68,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// The whole method offline on the shipped procedural world: index, head, tuning, evaluation.
     Demo(DemoArgs),
+    /// Serve an index over HTTP: predictions, embeddings, health, metrics and a web page.
+    Serve(crate::serve::ServeArgs),
 }
 
 /// `models` sub-commands.
@@ -133,7 +135,7 @@ pub(crate) fn decode_images(paths: &[PathBuf]) -> Result<Vec<img2prompt::image::
         .collect()
 }
 
-fn parse_backend(s: &str) -> Result<Backend, String> {
+pub(crate) fn parse_backend(s: &str) -> Result<Backend, String> {
     s.parse().map_err(|e: Error| e.to_string())
 }
 
@@ -195,6 +197,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Predict(args) => predict::run(&models, &args),
         Command::Eval(args) => eval::run(&models, &args),
         Command::Demo(args) => demo::run(&models, &args),
+        Command::Serve(args) => crate::serve::run(&models, &args),
     }
 }
 

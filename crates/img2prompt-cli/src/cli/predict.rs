@@ -39,13 +39,17 @@ pub struct PredictArgs {
     pub images: Vec<PathBuf>,
 }
 
-/// One line of `predict`'s output (the CLI contract).
+/// One line of `predict`'s output (the CLI contract; `serve` answers with the same JSON).
 #[derive(Serialize)]
-struct PredictionLine<'a> {
-    image: String,
-    embedding: &'a [f32],
-    prompt: &'a str,
-    neighbors: &'a [PredictedNeighbour],
+pub(crate) struct PredictionLine<'a> {
+    /// The image's path (or upload name).
+    pub image: String,
+    /// The predicted sentence-space embedding.
+    pub embedding: &'a [f32],
+    /// The prompt text.
+    pub prompt: &'a str,
+    /// The neighbours, best first.
+    pub neighbors: &'a [PredictedNeighbour],
 }
 
 /// Runs `predict`: every image is decoded and predicted before anything is written, so bad

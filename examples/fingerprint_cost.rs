@@ -1,28 +1,52 @@
-//! `cargo xtask fingerprint-cost`: what `ModelId::of_dir` costs on a checkpoint the size of
+//! What `ModelId::of_dir` costs on a checkpoint the size of
 //! CLIP ViT-L/14 (1.7 GB of weights): the whole file is hashed, so a change to any tensor of
 //! either tower changes the identity. Writes a file of that size (pseudo-random bytes) to a
 //! temp dir, times the fingerprint with the file in the page cache, and after asking the kernel
 //! to drop it (`posix_fadvise(DONTNEED)`: the cold case, bounded by the disk).
+//!
+//! ```sh
+//! cargo test --release --workspace --no-run     # builds this example with the workspace
+//! $CARGO_TARGET_DIR/release/examples/fingerprint_cost [SIZE_MB (1710)] [DIR (temp dir)]
+//! ```
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use clap::Args;
 use img2prompt::{Error, ModelId, Result};
 
-/// `fingerprint-cost` options.
-#[derive(Args, Debug)]
-pub struct FingerprintOptions {
+/// What to measure.
+struct FingerprintOptions {
     /// Size of the weight file, in MB (10^6 bytes).
-    #[arg(long, default_value_t = 1710)]
     size_mb: u64,
     /// Directory for the temporary checkpoint (default: the system temp dir).
-    #[arg(long)]
     dir: Option<PathBuf>,
 }
 
-pub fn run(opts: &FingerprintOptions) -> Result<()> {
+fn main() -> std::process::ExitCode {
+    let mut args = std::env::args().skip(1);
+    let size_mb = match args.next().map(|s| s.parse::<u64>()) {
+        None => 1710,
+        Some(Ok(n)) if n > 0 => n,
+        Some(_) => {
+            eprintln!("usage: fingerprint_cost [SIZE_MB (1710)] [DIR]");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let opts = FingerprintOptions {
+        size_mb,
+        dir: args.next().map(PathBuf::from),
+    };
+    match run(&opts) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(opts: &FingerprintOptions) -> Result<()> {
     let parent = opts.dir.clone().unwrap_or_else(std::env::temp_dir);
     let tmp = tempfile::tempdir_in(&parent).map_err(|e| Error::io(&parent, e))?;
     let dir = tmp.path();
