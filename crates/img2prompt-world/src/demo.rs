@@ -237,16 +237,17 @@ impl PairHeadScores {
             c.fused_paper,
         );
         row(
-            &format!(
-                "fused, tuned (k {}, {:.1} / {:.1}, {}), pairs head",
-                t.fused_tuned.k,
-                t.fused_tuned.w_knn,
-                1.0 - t.fused_tuned.w_knn,
-                t.fused_tuned.aggregation
-            ),
+            "fused, tuned, pairs head (setting below)",
             t.fused_tuned.score,
             c.fused_tuned.score,
         );
+        s.push_str(&format!(
+            "(pairs head tuned on validation: k {}, {:.1} / {:.1}, {})\n",
+            t.fused_tuned.k,
+            t.fused_tuned.w_knn,
+            1.0 - t.fused_tuned.w_knn,
+            t.fused_tuned.aggregation
+        ));
         s
     }
 }
