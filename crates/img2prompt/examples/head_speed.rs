@@ -1,10 +1,27 @@
 //! Head training speed per architecture (the numbers in docs/PERFORMANCE.md, "Head training"):
 //! `cargo run --release -p img2prompt --example head_speed -- [ROWS] [EPOCHS] [IN] [HIDDEN...]`
 //! (defaults: 100 000 rows, 3 epochs, input 64, hidden 0 (linear) 256 512 1024), batch 256,
-//! output 384, random unit rows. Prints seconds per run and per optimiser step.
+//! output 384, random unit rows. Prints wall-clock and CPU seconds (user + system, all threads,
+//! from /proc/self/stat on Linux) per run and per optimiser step. `HEAD_SPEED_BACKEND=ndarray`
+//! runs another backend compiled in.
 
 use img2prompt::head::{HeadKind, HeadTrainConfig, train_head};
 use img2prompt::knn_index::synth;
+
+/// CPU seconds (user + system) this process has used so far; NaN where /proc is missing.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // Fields after the command name in parentheses; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => f64::NAN,
+    }
+}
 
 fn main() -> img2prompt::Result<()> {
     let args: Vec<usize> = std::env::args()
@@ -22,7 +39,13 @@ fn main() -> img2prompt::Result<()> {
     let out = 384;
     let x = synth::gaussian(1, rows, input);
     let y = synth::gaussian(2, rows, out);
-    let device = img2prompt::Backend::default_cpu().device()?;
+    // HEAD_SPEED_BACKEND=ndarray|flex|... picks a backend compiled in (default: the default CPU).
+    let backend = match std::env::var("HEAD_SPEED_BACKEND") {
+        Ok(name) => name.parse()?,
+        Err(_) => img2prompt::Backend::default_cpu(),
+    };
+    let device = backend.device()?;
+    println!("backend {backend:?}");
     for h in hidden {
         let mut config = HeadTrainConfig::default();
         config.kind = if h == 0 {
@@ -32,13 +55,17 @@ fn main() -> img2prompt::Result<()> {
         };
         config.epochs = epochs;
         config.validation_fraction = 0.0;
+        let cpu = cpu_seconds();
         let (_, report) = train_head(&x, &y, rows, &config, &device)?;
+        let cpu = cpu_seconds() - cpu;
         let steps = rows.div_ceil(config.batch_size) * epochs;
         println!(
-            "{} {input} -> {out}: {rows} rows x {epochs} epochs in {:.2} s ({:.2} ms per step)",
+            "{} {input} -> {out}: {rows} rows x {epochs} epochs in {:.2} s wall, {cpu:.2} s CPU \
+             ({:.2} ms wall, {:.2} ms CPU per step)",
             config.kind,
             report.seconds,
-            report.seconds * 1e3 / steps as f64
+            report.seconds * 1e3 / steps as f64,
+            cpu * 1e3 / steps as f64
         );
     }
     Ok(())

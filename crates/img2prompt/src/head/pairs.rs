@@ -154,6 +154,7 @@ pub fn prompt_targets(
 /// cache of `options.cache`; the prompts' targets come from the index or `sentence`;
 /// optionally the index's own text rows are mixed in. `progress` sees the image encoding and
 /// every epoch. The head records its training data.
+#[allow(clippy::too_many_arguments)]
 pub fn train_head_from_pairs(
     images: &dyn ImageEmbedder,
     sentence: &dyn TextEmbedder,
