@@ -62,8 +62,9 @@ pub struct DemoArgs {
     /// Pair head: MLP hidden width.
     #[arg(long, default_value_t = DEFAULT_PAIR_HIDDEN, value_parser = super::at_least_one)]
     pub pair_hidden: usize,
-    /// Pair head: epochs.
-    #[arg(long, default_value_t = 20, value_parser = super::at_least_one)]
+    /// Pair head: epochs (at most: training stops after 8 epochs without a better validation
+    /// cosine).
+    #[arg(long, default_value_t = 80, value_parser = super::at_least_one)]
     pub pair_epochs: usize,
     /// Pair head: AdamW learning rate.
     #[arg(long, default_value_t = 1e-3, value_parser = super::positive)]
@@ -110,7 +111,7 @@ pub(crate) fn run(models: &Models, args: &DemoArgs) -> Result<()> {
         train.epochs = args.pair_epochs;
         train.learning_rate = args.pair_lr;
         train.validation_fraction = 0.05;
-        train.patience = Some(4);
+        train.patience = Some(8);
         train.validate()?;
         if !(args.pair_text_weight.is_finite() && args.pair_text_weight >= 0.0) {
             return Err(img2prompt::Error::invalid(
