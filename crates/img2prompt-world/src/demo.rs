@@ -15,7 +15,10 @@ use img2prompt::components::{
     TextEmbedder,
 };
 use img2prompt::eval::{EvalOptions, EvalReport, EvalSet};
-use img2prompt::head::{HeadTrainConfig, train_head_on_index};
+use img2prompt::head::{
+    ClipHead, HeadTrainConfig, HeadTraining, PairTrainOptions, image_cache_path,
+    train_head_from_pairs, train_head_on_index,
+};
 use img2prompt::knn_index::{Manifest, PromptIndex};
 use img2prompt::model_id::ModelId;
 use img2prompt::prompt_fusion::{Aggregation, BlendWeights, FusionConfig, TuningGrid};
@@ -53,6 +56,39 @@ pub struct DemoOptions {
     pub head: HeadTrainConfig,
     /// Test images on the contact sheet.
     pub sheet_images: usize,
+    /// Also train a head on rendered image-prompt pairs (`demo --pairs N`); `None`: text only.
+    pub pairs: Option<DemoPairs>,
+}
+
+/// The pair-trained head of the demo: how many training pairs and how to train.
+#[derive(Clone, Debug)]
+pub struct DemoPairs {
+    /// Training pairs rendered ([`crate::splits::training_split`]), written to
+    /// `pairs/train.jsonl`.
+    pub n: usize,
+    /// How the pair head is trained.
+    pub train: HeadTrainConfig,
+    /// Mix in the corpus's text-key rows with this weight (`None`: pairs alone).
+    pub text_weight: Option<f32>,
+}
+
+/// The scores of the pair-trained head (`report.json` field `pair_head`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairHeadScores {
+    /// What it was trained on.
+    pub training: HeadTraining,
+    /// Training pairs rendered.
+    pub n_pairs: usize,
+    /// Distinct training images encoded (the rest came from the embedding cache).
+    pub images_encoded: usize,
+    /// Distinct training images read from the embedding cache.
+    pub images_cached: usize,
+    /// Test split, the pair head in the head's place (fusion tuned on validation with it).
+    pub test: SplitScores,
+    /// Cross-domain split, the same.
+    pub cross_domain: SplitScores,
+    /// Validation split, the same.
+    pub validation: SplitScores,
 }
 
 /// A tuned fusion setting and its score.
@@ -119,6 +155,9 @@ pub struct DemoReport {
     pub head_validation_cosine: Option<f64>,
     /// Seconds per stage.
     pub seconds: BTreeMap<String, f64>,
+    /// The head trained on rendered image-prompt pairs, when the demo trained one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pair_head: Option<PairHeadScores>,
 }
 
 impl DemoReport {
@@ -172,12 +211,59 @@ impl DemoReport {
             t.clip_retrieval_top1,
             c.clip_retrieval_top1,
         );
+        if let Some(p) = &self.pair_head {
+            s.push_str(&p.table_rows());
+        }
         s.push_str(&format!(
             "({} test and {} cross-domain pairs; index of {} prompts)\n",
             t.n, c.n, self.world.corpus
         ));
         s
     }
+}
+
+impl PairHeadScores {
+    /// The table rows of the pair head (head alone, fused at the paper's and the tuned setting).
+    pub fn table_rows(&self) -> String {
+        let (t, c) = (&self.test, &self.cross_domain);
+        let mut s = format!("-- head trained on {} --\n", self.training);
+        let mut row = |name: &str, a: f64, b: f64| {
+            s.push_str(&format!("{name:<48} {a:>8.4} {b:>13.4}\n"));
+        };
+        row("CLIP head only (pairs head)", t.clip_head, c.clip_head);
+        row(
+            "fused, paper (k 100, 0.6 / 0.4), pairs head",
+            t.fused_paper,
+            c.fused_paper,
+        );
+        row(
+            "fused, tuned, pairs head (setting below)",
+            t.fused_tuned.score,
+            c.fused_tuned.score,
+        );
+        s.push_str(&format!(
+            "(pairs head tuned on validation: k {}, {:.1} / {:.1}, {})\n",
+            t.fused_tuned.k,
+            t.fused_tuned.w_knn,
+            1.0 - t.fused_tuned.w_knn,
+            t.fused_tuned.aggregation
+        ));
+        s
+    }
+}
+
+/// `set` with `head`'s predictions for `queries` in place of its head predictions (the same
+/// neighbours and truths).
+fn with_head(set: &EvalSet, queries: &[f32], head: &ClipHead) -> Result<EvalSet> {
+    use img2prompt::components::EmbeddingHead;
+    let mut out = set.clone();
+    out.heads = Some(
+        head.predict(queries)?
+            .chunks_exact(head.output_dim())
+            .map(<[f32]>::to_vec)
+            .collect(),
+    );
+    Ok(out)
 }
 
 /// Runs the demo, logging each stage through `log` and the index build's progress through
@@ -274,7 +360,7 @@ pub fn run_demo(
     // Online: the three evaluation splits.
     let t = Instant::now();
     let k_max = EvalOptions::default().max_k();
-    let gather = |scenes: &[Scene]| -> Result<(EvalSet, f64, Vec<image::RgbImage>)> {
+    let gather = |scenes: &[Scene]| -> Result<(EvalSet, f64, Vec<image::RgbImage>, Vec<f32>)> {
         let images: Vec<image::RgbImage> = scenes
             .par_iter()
             .map(|s| world.render(s, EVAL_VARIANT))
@@ -291,9 +377,9 @@ pub fn run_demo(
         let keys = clip_text.embed_texts(&refs)?;
         let set = EvalSet::gather(&queries, &truths, &search, Some(&head), k_max)?;
         let top1 = retrieval_top1(&queries, &keys, clip_text.dim());
-        Ok((set, top1, images))
+        Ok((set, top1, images, queries))
     };
-    let (val_set, val_top1, _) = gather(&world.validation)?;
+    let (val_set, val_top1, _, val_queries) = gather(&world.validation)?;
     log(&format!("validation: {} pairs embedded", val_set.len()));
     let grid = tuning_grid();
     let tuning = val_set.tune(&grid)?;
@@ -305,12 +391,74 @@ pub fn run_demo(
         aggregation_name(best.aggregation),
         tuning.best.mean_cosine
     ));
-    let (test_set, test_top1, test_images) = gather(&world.test)?;
-    let (cross_set, cross_top1, _) = gather(&world.cross_domain)?;
+    let (test_set, test_top1, test_images, test_queries) = gather(&world.test)?;
+    let (cross_set, cross_top1, _, cross_queries) = gather(&world.cross_domain)?;
     let validation = split_scores(&val_set, &best, val_top1)?;
     let test = split_scores(&test_set, &best, test_top1)?;
     let cross_domain = split_scores(&cross_set, &best, cross_top1)?;
     seconds.insert("evaluate".to_string(), t.elapsed().as_secs_f64());
+
+    // Optional: the head trained on rendered image-prompt pairs, evaluated in the same sets.
+    let pair_head = match &options.pairs {
+        None => None,
+        Some(pairs) => {
+            let t = Instant::now();
+            let pairs_dir = options.out.join("pairs");
+            std::fs::create_dir_all(&pairs_dir).map_err(|e| Error::io(&pairs_dir, e))?;
+            let file = crate::export::export_training_pairs(&world, pairs.n, &pairs_dir)?;
+            log(&format!(
+                "pairs: {} training pairs rendered to {} ({:.1}s)",
+                pairs.n,
+                file.display(),
+                t.elapsed().as_secs_f64()
+            ));
+            let train_pairs = img2prompt::eval::read_pairs(&file)?;
+            let mut train = PairTrainOptions::new(pairs.train.clone());
+            train.text_weight = pairs.text_weight;
+            train.cache = Some(image_cache_path(&index_dir));
+            let (pair_head, report) = train_head_from_pairs(
+                &clip_image,
+                &sentence,
+                search.index(),
+                &train_pairs,
+                &file,
+                &train,
+                &options.device,
+                &mut |_| {},
+            )?;
+            let training = pair_head
+                .training()
+                .cloned()
+                .ok_or_else(|| Error::Backend("the pair head has no training record".into()))?;
+            log(&format!(
+                "pair head: {} trained on {training} in {:.1}s ({} images encoded, {} cached, \
+                 images {:.1}s)",
+                pairs.train.kind,
+                report.head.seconds,
+                report.images_encoded,
+                report.images_cached,
+                report.image_seconds
+            ));
+            let val_p = with_head(&val_set, &val_queries, &pair_head)?;
+            let tuning = val_p.tune(&grid)?;
+            let best_p = tuning.best.config;
+            let test_p = with_head(&test_set, &test_queries, &pair_head)?;
+            let cross_p = with_head(&cross_set, &cross_queries, &pair_head)?;
+            // The pair head becomes the index's head; the text head stays beside it.
+            head.write_file(index_dir.join("head-text.safetensors"))?;
+            pair_head.save(&index_dir)?;
+            seconds.insert("pair_head".to_string(), t.elapsed().as_secs_f64());
+            Some(PairHeadScores {
+                training,
+                n_pairs: pairs.n,
+                images_encoded: report.images_encoded,
+                images_cached: report.images_cached,
+                test: split_scores(&test_p, &best_p, test_top1)?,
+                cross_domain: split_scores(&cross_p, &best_p, cross_top1)?,
+                validation: split_scores(&val_p, &best_p, val_top1)?,
+            })
+        }
+    };
 
     // Pictures and files.
     let test_queries = test_set.queries();
@@ -367,6 +515,7 @@ pub fn run_demo(
         models,
         head_validation_cosine,
         seconds,
+        pair_head,
     };
     let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Backend(e.to_string()))?;
     write_file_atomic(&options.out.join("report.json"), json.as_bytes())?;

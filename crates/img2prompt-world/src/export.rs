@@ -21,6 +21,31 @@ pub fn export_pairs(
     variant: u64,
     dir: &Path,
 ) -> Result<PathBuf> {
+    let items: Vec<(&Scene, u64)> = scenes.iter().map(|s| (s, variant)).collect();
+    export_rendered(world, split, &items, dir)
+}
+
+/// Writes the training split ([`crate::splits::training_split`] of `n` pairs) as
+/// `dir/images/train_{i:05}.png` and `dir/train.jsonl`, like [`export_pairs`]. Returns the
+/// `.jsonl` path.
+pub fn export_training_pairs(world: &World, n: usize, dir: &Path) -> Result<PathBuf> {
+    let items = crate::splits::training_split(world, n);
+    if items.is_empty() {
+        return Err(Error::invalid(
+            "training pairs",
+            "need a non-empty corpus and at least one pair",
+        ));
+    }
+    export_rendered(world, "train", &items, dir)
+}
+
+/// [`export_pairs`] for scenes each with its own render variant.
+fn export_rendered(
+    world: &World,
+    split: &str,
+    scenes: &[(&Scene, u64)],
+    dir: &Path,
+) -> Result<PathBuf> {
     if split.is_empty()
         || !split
             .chars()
@@ -40,8 +65,8 @@ pub fn export_pairs(
     scenes
         .par_iter()
         .zip(&paths)
-        .try_for_each(|(scene, path)| -> Result<()> {
-            let img = world.render(scene, variant);
+        .try_for_each(|((scene, variant), path)| -> Result<()> {
+            let img = world.render(scene, *variant);
             let mut png = Vec::new();
             img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
                 .map_err(|e| Error::Input {
@@ -52,7 +77,7 @@ pub fn export_pairs(
             write_file_atomic(path, &png)
         })?;
     let mut jsonl = String::new();
-    for (scene, path) in scenes.iter().zip(&paths) {
+    for ((scene, _), path) in scenes.iter().zip(&paths) {
         let image = path.to_str().ok_or_else(|| {
             Error::invalid("dir", format!("{}: path is not valid UTF-8", dir.display()))
         })?;

@@ -223,3 +223,56 @@ pub(crate) fn make_splits(
     });
     [validation, test, corpus, cross]
 }
+
+/// First render variant of the training pairs. Variant 0 renders the evaluation scenes and
+/// variant 1 the demo's unlabeled modality-gap renders, so a training image is never one of
+/// those pictures.
+pub const TRAIN_VARIANT: u64 = 2;
+
+/// The training split of rendered image-prompt pairs: `n` pairs `(corpus scene, variant)`.
+///
+/// Rule: pair `i` is corpus scene `i mod c` (`c` = corpus size) rendered as variant
+/// [`TRAIN_VARIANT`]` + i div c`: the first `c` pairs show distinct corpus prompts, further
+/// pairs are new renders of the same prompts (as the Kaggle winners rendered each prompt
+/// more than once). Corpus scenes are unique and disjoint from validation, test and
+/// cross-domain, so the split is too. Empty when the corpus is empty or `n` is 0.
+pub fn training_split(world: &crate::World, n: usize) -> Vec<(&Scene, u64)> {
+    let c = world.corpus.len();
+    if c == 0 {
+        return Vec::new();
+    }
+    (0..n)
+        .map(|i| (&world.corpus[i % c], TRAIN_VARIANT + (i / c) as u64))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{World, WorldConfig};
+
+    #[test]
+    fn the_training_split_reuses_corpus_prompts_and_no_evaluation_prompt() {
+        let mut config = WorldConfig::tiny();
+        config.corpus = 300;
+        let world = World::generate(config);
+        let train = training_split(&world, 700);
+        assert_eq!(train.len(), 700);
+        let evaluation: HashSet<String> = world
+            .validation
+            .iter()
+            .chain(&world.test)
+            .chain(&world.cross_domain)
+            .map(Scene::prompt)
+            .collect();
+        assert!(train.iter().all(|(s, _)| !evaluation.contains(&s.prompt())));
+        // Each (scene, variant) once: 300 scenes as variants 2 and 3, then 100 as variant 4.
+        let distinct: HashSet<(String, u64)> =
+            train.iter().map(|(s, v)| (s.prompt(), *v)).collect();
+        assert_eq!(distinct.len(), 700);
+        assert_eq!(train[0], (&world.corpus[0], TRAIN_VARIANT));
+        assert_eq!(train[699], (&world.corpus[99], TRAIN_VARIANT + 2));
+        assert!(train.iter().all(|(_, v)| *v >= TRAIN_VARIANT));
+        assert!(training_split(&world, 0).is_empty());
+    }
+}

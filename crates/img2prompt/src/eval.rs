@@ -203,6 +203,10 @@ pub struct EvalReport {
     pub text_score: f64,
     /// How the output prompt texts were chosen (`best-neighbour` or `compose`).
     pub text_mode: String,
+    /// What the evaluated head was trained on, when its file records it (filled in by the
+    /// caller that loaded the head; [`EvalSet::report`] leaves it `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_training: Option<crate::head::HeadTraining>,
 }
 
 impl EvalReport {
@@ -232,6 +236,9 @@ impl EvalReport {
             self.text_score
         );
         out += &format!("({} image-prompt pairs)\n", self.n);
+        if let Some(training) = &self.head_training {
+            out += &format!("(head trained on {training})\n");
+        }
         out
     }
 }
@@ -392,6 +399,7 @@ impl EvalSet {
             fused,
             text_score,
             text_mode: text_mode.to_string(),
+            head_training: None,
         })
     }
 }

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use img2prompt::Result;
 use img2prompt::head::{HeadKind, HeadTrainConfig};
 use img2prompt_world::WorldConfig;
-use img2prompt_world::demo::{DemoOptions, run_demo};
+use img2prompt_world::demo::{DemoOptions, DemoPairs, run_demo};
 use img2prompt_world::shipped::WORLD_CLIP;
 
 use super::RuntimeArgs;
@@ -51,10 +51,35 @@ pub struct DemoArgs {
     /// Test images on the contact sheet.
     #[arg(long, default_value_t = 24)]
     pub sheet: usize,
+    /// Pair head: render this many training pairs (pairs/train.jsonl) and also train a head on
+    /// their image embeddings; reported beside the text head, and stored as the index's head
+    /// (0: off).
+    #[arg(long, default_value_t = 0)]
+    pub pairs: usize,
+    /// Pair head architecture.
+    #[arg(long, value_enum, default_value_t = HeadKindArg::Mlp)]
+    pub pair_head: HeadKindArg,
+    /// Pair head: MLP hidden width.
+    #[arg(long, default_value_t = DEFAULT_PAIR_HIDDEN, value_parser = super::at_least_one)]
+    pub pair_hidden: usize,
+    /// Pair head: epochs (at most: training stops after 8 epochs without a better validation
+    /// cosine).
+    #[arg(long, default_value_t = 80, value_parser = super::at_least_one)]
+    pub pair_epochs: usize,
+    /// Pair head: AdamW learning rate.
+    #[arg(long, default_value_t = 1e-3, value_parser = super::positive)]
+    pub pair_lr: f64,
+    /// Pair head: also train on the corpus's text rows with this weight per row (0: pairs
+    /// alone).
+    #[arg(long, default_value_t = 0.0)]
+    pub pair_text_weight: f64,
     /// Backend and batch size.
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
+
+/// Default `--pair-hidden`.
+pub const DEFAULT_PAIR_HIDDEN: usize = 512;
 
 /// Runs `demo`: stage lines on stderr, the ablation table on stdout.
 pub(crate) fn run(models: &Models, args: &DemoArgs) -> Result<()> {
@@ -75,6 +100,33 @@ pub(crate) fn run(models: &Models, args: &DemoArgs) -> Result<()> {
     head.kind = kind;
     head.epochs = args.head_epochs;
     head.validate()?;
+    let pairs = if args.pairs > 0 {
+        let mut train = HeadTrainConfig::default();
+        train.kind = match args.pair_head {
+            HeadKindArg::Linear => HeadKind::Linear,
+            HeadKindArg::Mlp => HeadKind::Mlp {
+                hidden: args.pair_hidden,
+            },
+        };
+        train.epochs = args.pair_epochs;
+        train.learning_rate = args.pair_lr;
+        train.validation_fraction = 0.05;
+        train.patience = Some(8);
+        train.validate()?;
+        if !(args.pair_text_weight.is_finite() && args.pair_text_weight >= 0.0) {
+            return Err(img2prompt::Error::invalid(
+                "--pair-text-weight",
+                "must be a non-negative number",
+            ));
+        }
+        Some(DemoPairs {
+            n: args.pairs,
+            train,
+            text_weight: (args.pair_text_weight > 0.0).then_some(args.pair_text_weight as f32),
+        })
+    } else {
+        None
+    };
     let options = DemoOptions {
         out: args.out.clone(),
         world,
@@ -84,6 +136,7 @@ pub(crate) fn run(models: &Models, args: &DemoArgs) -> Result<()> {
         batch: args.runtime.batch,
         head,
         sheet_images: args.sheet,
+        pairs,
     };
     let start = Instant::now();
     let display = BuildDisplay::auto();

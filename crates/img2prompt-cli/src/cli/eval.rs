@@ -90,7 +90,8 @@ pub(crate) fn run(models: &Models, args: &EvalArgs) -> Result<()> {
     } else {
         None
     };
-    let report = set.report(&eval_options, texts.as_deref())?;
+    let mut report = set.report(&eval_options, texts.as_deref())?;
+    report.head_training = head_training(&args.index, &args.fusion)?;
     print!("{}", report.table());
     if let Some(path) = &args.json {
         write_json_atomic(path, &report)?;
@@ -101,6 +102,17 @@ pub(crate) fn run(models: &Models, args: &EvalArgs) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// What the index's head was trained on, when it is used and its file records it.
+fn head_training(
+    index: &std::path::Path,
+    fusion: &super::FusionArgs,
+) -> Result<Option<img2prompt::head::HeadTraining>> {
+    if fusion.no_head || !index.join(img2prompt::head::HEAD_FILE).is_file() {
+        return Ok(None);
+    }
+    img2prompt::head::ClipHead::read_training(index)
 }
 
 /// Decodes the images of `pairs` in parallel; a failure names the pairs file and the line of

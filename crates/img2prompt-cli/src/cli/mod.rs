@@ -192,7 +192,7 @@ pub fn run(cli: Cli) -> Result<()> {
             IndexAction::Build(args) => index::build(&models, &args),
         },
         Command::Head { action } => match action {
-            HeadAction::Train(args) => head::train(&args),
+            HeadAction::Train(args) => head::train(&models, &args),
         },
         Command::Predict(args) => predict::run(&models, &args),
         Command::Eval(args) => eval::run(&models, &args),

@@ -18,7 +18,8 @@ use axum::routing::{get, post};
 use img2prompt::PredictedNeighbour;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
 
 use super::engine::{Engine, JobError, Output, TextTower, Work};
 use crate::cli::predict::PredictionLine;
@@ -73,7 +74,8 @@ pub fn router(state: Shared) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(record_metrics))
-        .layer(TraceLayer::new_for_http())
+        // 5xx are logged where they arise (inference failures); the trace says each at debug.
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG)))
         .with_state(state)
 }
 
@@ -489,6 +491,23 @@ async fn read_image(
     deadline: Instant,
 ) -> Result<(Bytes, String), ApiError> {
     let content_type = content_type(request.headers());
+    // A declared length over the limit is refused before a byte of the body is read.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared
+        && len > state.limits.body_bytes as u64
+    {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is {len} bytes; the limit is {} bytes",
+                state.limits.body_bytes
+            ),
+        ));
+    }
     let left = deadline.saturating_duration_since(Instant::now());
     let read = async {
         if content_type.starts_with("multipart/form-data") {

@@ -102,6 +102,99 @@ impl HeadConfig {
     }
 }
 
+/// What a head was trained on (the `source` of [`HeadTraining`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrainingSource {
+    /// The corpus's CLIP *text* embeddings (the index keys) -> their sentence targets.
+    Text,
+    /// CLIP *image* embeddings of image-prompt pairs -> the prompts' sentence targets.
+    Pairs,
+    /// Image-prompt pairs plus the corpus's text-embedding rows, weighted.
+    #[serde(rename = "pairs+text")]
+    PairsAndText,
+}
+
+impl std::fmt::Display for TrainingSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TrainingSource::Text => "text",
+            TrainingSource::Pairs => "pairs",
+            TrainingSource::PairsAndText => "pairs+text",
+        })
+    }
+}
+
+/// The data a head was trained on, stored beside its weights (safetensors metadata key
+/// [`crate::head::TRAINING_METADATA_KEY`]) and shown by `eval`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HeadTraining {
+    /// Text rows, image pairs or both.
+    pub source: TrainingSource,
+    /// Image-prompt pairs trained on (after the validation hold-out).
+    pub pair_rows: usize,
+    /// Corpus text-embedding rows trained on (after the validation hold-out, if any).
+    pub text_rows: usize,
+    /// Loss weight of each text row relative to an image pair (only for `pairs+text`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_weight: Option<f32>,
+    /// Rows held out to pick the best epoch (image pairs when pairs were given, else text).
+    pub validation_rows: usize,
+    /// Mean cosine on those rows with the kept weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_cosine: Option<f64>,
+    /// The epoch whose weights were kept (1-based) and the epochs run.
+    pub best_epoch: usize,
+    /// Epochs run (fewer than configured when early stopping ended the run).
+    pub epochs_run: usize,
+}
+
+impl HeadTraining {
+    /// A record of `source` with the given row counts; the rest zero / absent.
+    pub fn new(source: TrainingSource, pair_rows: usize, text_rows: usize) -> Self {
+        HeadTraining {
+            source,
+            pair_rows,
+            text_rows,
+            text_weight: None,
+            validation_rows: 0,
+            validation_cosine: None,
+            best_epoch: 0,
+            epochs_run: 0,
+        }
+    }
+}
+
+impl std::fmt::Display for HeadTraining {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.source {
+            TrainingSource::Text => write!(f, "text: {} corpus text rows", self.text_rows)?,
+            TrainingSource::Pairs => write!(f, "pairs: {} image-prompt pairs", self.pair_rows)?,
+            TrainingSource::PairsAndText => write!(
+                f,
+                "pairs+text: {} image-prompt pairs + {} corpus text rows (weight {})",
+                self.pair_rows,
+                self.text_rows,
+                self.text_weight.unwrap_or(1.0)
+            )?,
+        }
+        let held = if self.source == TrainingSource::Text {
+            "text rows"
+        } else {
+            "pairs"
+        };
+        match self.validation_cosine {
+            Some(c) => write!(
+                f,
+                "; validation cosine {c:.6} on {} held-out {held}, epoch {}/{}",
+                self.validation_rows, self.best_epoch, self.epochs_run
+            ),
+            None => write!(f, "; no validation split, {} epochs", self.epochs_run),
+        }
+    }
+}
+
 /// The CLIP -> sentence-space head: `Linear` or `Linear -> GELU -> Linear`.
 ///
 /// [`ClipHead::forward`] returns raw (unnormalised) outputs; the training loss normalises them,
@@ -117,6 +210,8 @@ pub struct ClipHead {
     config: HeadConfig,
     #[module(skip)]
     device: Device,
+    #[module(skip)]
+    training: Option<HeadTraining>,
 }
 
 /// A `Linear` with the given weights (`[d_in, d_out]` row-major) and bias.
@@ -148,6 +243,7 @@ impl ClipHead {
             fc2,
             config: config.clone(),
             device: device.clone(),
+            training: None,
         })
     }
 
@@ -161,6 +257,18 @@ impl ClipHead {
     /// The head's shape.
     pub fn config(&self) -> &HeadConfig {
         &self.config
+    }
+
+    /// What the head was trained on, when recorded (heads trained by this crate's training
+    /// functions, and stored heads that carry the record).
+    pub fn training(&self) -> Option<&HeadTraining> {
+        self.training.as_ref()
+    }
+
+    /// The same head with `training` recorded as its training data (saved with it).
+    pub fn with_training(mut self, training: Option<HeadTraining>) -> Self {
+        self.training = training;
+        self
     }
 
     /// The device [`EmbeddingHead::predict`] runs on.

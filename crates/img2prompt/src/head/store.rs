@@ -12,7 +12,7 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use super::model::{ClipHead, HeadConfig, HeadKind};
+use super::model::{ClipHead, HeadConfig, HeadKind, HeadTraining};
 use crate::error::{Error, Result};
 
 /// The head's file name inside an index directory.
@@ -20,6 +20,10 @@ pub const HEAD_FILE: &str = "head.safetensors";
 
 /// The safetensors metadata key holding the [`HeadConfig`] as JSON.
 pub const CONFIG_METADATA_KEY: &str = "img2prompt.head_config";
+
+/// The safetensors metadata key holding the [`HeadTraining`] record as JSON (absent in heads
+/// written before it existed, or trained outside this crate's training functions).
+pub const TRAINING_METADATA_KEY: &str = "img2prompt.head_training";
 
 /// Largest safetensors header read (the header is JSON: names, shapes, offsets, metadata).
 const MAX_HEADER_BYTES: u64 = 64 << 20;
@@ -110,6 +114,11 @@ impl ClipHead {
         let json = serde_json::to_string(&StoredConfig::from(self.config()))
             .map_err(|e| Error::invalid("head config", e.to_string()))?;
         let mut store = SafetensorsStore::from_bytes(None).metadata(CONFIG_METADATA_KEY, json);
+        if let Some(training) = self.training() {
+            let json = serde_json::to_string(training)
+                .map_err(|e| Error::invalid("head training record", e.to_string()))?;
+            store = store.metadata(TRAINING_METADATA_KEY, json);
+        }
         self.save_into(&mut store)
             .map_err(|e| Error::Backend(format!("serialising the head: {e}")))?;
         let bytes = store
@@ -153,7 +162,8 @@ impl ClipHead {
         config
             .validate()
             .map_err(|e| bad_file(path, format!("bad head config metadata: {e}")))?;
-        let mut head = ClipHead::zeros(&config, device)?;
+        let training = training_record(path, &metadata)?;
+        let mut head = ClipHead::zeros(&config, device)?.with_training(training);
         let mut store = SafetensorsStore::from_bytes(Some(bytes))
             .allow_partial(true)
             .validate(false);
@@ -186,6 +196,39 @@ impl ClipHead {
             ));
         }
         Ok(head)
+    }
+}
+
+/// The training record in a head file's metadata, if any (a present but unreadable record is
+/// an error naming the file).
+fn training_record(
+    path: &Path,
+    metadata: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<HeadTraining>> {
+    match metadata.get(TRAINING_METADATA_KEY) {
+        None => Ok(None),
+        Some(value) => {
+            let json = value.as_str().ok_or_else(|| {
+                bad_file(
+                    path,
+                    format!("{TRAINING_METADATA_KEY:?} metadata is not a string"),
+                )
+            })?;
+            serde_json::from_str(json)
+                .map(Some)
+                .map_err(|e| bad_file(path, format!("bad head training metadata: {e}")))
+        }
+    }
+}
+
+impl ClipHead {
+    /// The training record of `index_dir/head.safetensors` without loading the weights:
+    /// `Ok(None)` when the file has no record. Errors name the file (missing, not a head).
+    pub fn read_training(index_dir: impl AsRef<Path>) -> Result<Option<HeadTraining>> {
+        let path = index_dir.as_ref().join(HEAD_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let metadata = read_metadata(&path, &bytes)?;
+        training_record(&path, &metadata)
     }
 }
 
