@@ -322,15 +322,7 @@ impl Worker {
     fn embed_images(&self, images: &[DynamicImage]) -> Result<Vec<Vec<f32>>, String> {
         let encoder = self.models.predictor.image_encoder();
         let flat = encoder.embed_images(images).map_err(|e| e.to_string())?;
-        let dim = encoder.dim();
-        if dim == 0 || flat.len() != dim * images.len() {
-            return Err(format!(
-                "the image encoder returned {} floats for {} images of width {dim}",
-                flat.len(),
-                images.len()
-            ));
-        }
-        Ok(flat.chunks_exact(dim).map(<[f32]>::to_vec).collect())
+        split_rows(&flat, images.len(), encoder.dim(), "image encoder")
     }
 
     /// An image job's answer from its embedding.
@@ -367,16 +359,19 @@ impl Worker {
         let flat = embedder
             .embed_texts(&refs)
             .map_err(|e| JobError::Internal(e.to_string()))?;
-        let dim = embedder.dim();
-        if dim == 0 || flat.len() != dim * texts.len() {
-            return Err(JobError::Internal(format!(
-                "the text encoder returned {} floats for {} texts of width {dim}",
-                flat.len(),
-                texts.len()
-            )));
-        }
-        Ok(Output::Embeddings(
-            flat.chunks_exact(dim).map(<[f32]>::to_vec).collect(),
-        ))
+        split_rows(&flat, texts.len(), embedder.dim(), "text encoder")
+            .map(Output::Embeddings)
+            .map_err(JobError::Internal)
     }
+}
+
+/// A flat row-major batch from `encoder` as `n` rows of width `dim`, or why it is not one.
+fn split_rows(flat: &[f32], n: usize, dim: usize, encoder: &str) -> Result<Vec<Vec<f32>>, String> {
+    if dim == 0 || flat.len() != dim * n {
+        return Err(format!(
+            "the {encoder} returned {} floats for {n} inputs of width {dim}",
+            flat.len()
+        ));
+    }
+    Ok(flat.chunks_exact(dim).map(<[f32]>::to_vec).collect())
 }
