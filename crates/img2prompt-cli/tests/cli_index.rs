@@ -171,3 +171,209 @@ fn bad_inputs_fail_before_models_and_leave_nothing() {
         &["missing.jsonl"],
     );
 }
+
+#[test]
+fn shards_merge_through_the_cli_and_bad_merges_are_refused() {
+    let home = home_with_minilm();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = corpus_fixtures().join("prompts.csv");
+    let parquet = corpus_fixtures().join("prompts.parquet");
+    let single = dir.path().join("single");
+    let run = build(home.path(), &[&csv, &parquet], &single, &[]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let mut shards = Vec::new();
+    for i in 0..2 {
+        let out = dir.path().join(format!("shard-{i}"));
+        let shard = format!("{i}/2");
+        let run = build(
+            home.path(),
+            &[&csv, &parquet],
+            &out,
+            &["--shard", &shard, "--chunk", "1"],
+        );
+        assert!(run.status.success(), "{}", stderr(&run));
+        assert!(
+            stderr(&run).contains(&format!("shard {shard}")),
+            "{}",
+            stderr(&run)
+        );
+        shards.push(out.display().to_string());
+    }
+    let merged = dir.path().join("merged");
+    let merged_arg = merged.display().to_string();
+    // One shard only: refused, nothing written.
+    let run = img2prompt(
+        home.path(),
+        &["index", "merge", "--out", &merged_arg, &shards[0]],
+    );
+    assert!(!run.status.success());
+    assert!(
+        stderr(&run).contains("shard 1/2 missing"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(!merged.exists());
+    let run = img2prompt(
+        home.path(),
+        &[
+            "index",
+            "merge",
+            "--out",
+            &merged_arg,
+            &shards[1],
+            &shards[0],
+        ],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("3 prompts from 2 shards"),
+        "{}",
+        stderr(&run)
+    );
+    let (a, b) = (
+        PromptIndex::open(&single).unwrap(),
+        PromptIndex::open(&merged).unwrap(),
+    );
+    assert_eq!(a.len(), b.len());
+    for id in 0..a.len() as u64 {
+        assert_eq!(a.prompt(id).unwrap(), b.prompt(id).unwrap());
+    }
+    // Merging again over the result needs --overwrite.
+    let run = img2prompt(
+        home.path(),
+        &[
+            "index",
+            "merge",
+            "--out",
+            &merged_arg,
+            &shards[0],
+            &shards[1],
+        ],
+    );
+    assert!(!run.status.success());
+    // A copy with int8 targets.
+    let int8 = dir.path().join("int8");
+    let int8_arg = int8.display().to_string();
+    let run = img2prompt(
+        home.path(),
+        &[
+            "index",
+            "convert",
+            "--targets",
+            "int8",
+            "--out",
+            &int8_arg,
+            &merged_arg,
+        ],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let converted = PromptIndex::open(&int8).unwrap();
+    assert_eq!(
+        converted.manifest().target_encoding,
+        img2prompt::knn_index::TargetEncoding::Int8
+    );
+    assert_eq!(converted.len(), b.len());
+    let run = img2prompt(
+        home.path(),
+        &[
+            "index",
+            "convert",
+            "--targets",
+            "bf16",
+            "--out",
+            "x",
+            &merged_arg,
+        ],
+    );
+    assert!(!run.status.success());
+    assert!(
+        stderr(&run).contains("unknown target encoding"),
+        "{}",
+        stderr(&run)
+    );
+
+    // IVF shards over one trained quantizer.
+    let trained = dir.path().join("trained");
+    let trained_arg = trained.display().to_string();
+    let run = img2prompt(
+        home.path(),
+        &[
+            "index",
+            "train",
+            "--clip",
+            &clip_dir().display().to_string(),
+            "--spec",
+            "ivf",
+            "--sample",
+            "3",
+            "--out",
+            &trained_arg,
+            "--prompts",
+            &csv.display().to_string(),
+            &parquet.display().to_string(),
+        ],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("trained on 3 of 3 prompts"),
+        "{}",
+        stderr(&run)
+    );
+    let mut ivf_shards = Vec::new();
+    for i in 0..2 {
+        let out = dir.path().join(format!("ivf-{i}"));
+        let shard = format!("{i}/2");
+        let run = build(
+            home.path(),
+            &[&csv, &parquet],
+            &out,
+            &["--shard", &shard, "--trained", &trained_arg],
+        );
+        assert!(run.status.success(), "{}", stderr(&run));
+        ivf_shards.push(out.display().to_string());
+    }
+    let ivf = dir.path().join("ivf");
+    let ivf_arg = ivf.display().to_string();
+    let run = img2prompt(
+        home.path(),
+        &[
+            "index",
+            "merge",
+            "--out",
+            &ivf_arg,
+            &ivf_shards[0],
+            &ivf_shards[1],
+        ],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let merged_ivf = PromptIndex::open(&ivf).unwrap();
+    assert!(merged_ivf.manifest().faiss_factory.starts_with("IVF"));
+    assert_eq!(merged_ivf.len(), 3);
+    // An IVF shard without the shared quantizer is refused.
+    let run = build(
+        home.path(),
+        &[&csv],
+        &dir.path().join("untrained"),
+        &["--shard", "0/2", "--spec", "ivf"],
+    );
+    assert!(!run.status.success());
+    assert!(
+        stderr(&run).contains("must share one trained quantizer"),
+        "{}",
+        stderr(&run)
+    );
+
+    // A bad --shard is refused before any model is loaded.
+    let run = build(
+        home.path(),
+        &[&csv],
+        &dir.path().join("x"),
+        &["--shard", "2/2"],
+    );
+    assert!(!run.status.success());
+    assert!(
+        stderr(&run).contains("shard 2/2 does not exist"),
+        "{}",
+        stderr(&run)
+    );
+}

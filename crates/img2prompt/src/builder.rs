@@ -22,11 +22,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use knn_index::{BuildLock, IndexConfig, IndexSpec, IndexWriter, MANIFEST_FILE};
+use knn_index::{
+    BuildLock, IndexConfig, IndexSpec, IndexWriter, MANIFEST_FILE, ShardInfo, TargetEncoding,
+    TrainedQuantizer,
+};
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::components::TextEmbedder;
 use crate::corpus::{CleanStats, Cleaner, Corpus, empty_corpus};
 use crate::error::{Error, Result};
+pub use crate::shard::Shard;
 
 /// Prompts per chunk: the unit of encoding, appending and of what a kill can lose.
 pub const DEFAULT_CHUNK: usize = 4096;
@@ -158,6 +163,8 @@ pub struct BuildReport {
     pub key_model: String,
     /// Identity of the target (sentence) model, as recorded in the manifest.
     pub target_model: String,
+    /// The shard built (`I/N`), for a shard of a sharded build.
+    pub shard: Option<String>,
 }
 
 impl fmt::Display for BuildReport {
@@ -178,7 +185,11 @@ impl fmt::Display for BuildReport {
         if self.resumed_from > 0 {
             write!(f, ", resumed from {}", self.resumed_from)?;
         }
-        write!(f, "; spec {} ({})", self.spec, self.faiss_factory)
+        write!(f, "; spec {} ({})", self.spec, self.faiss_factory)?;
+        if let Some(shard) = &self.shard {
+            write!(f, "; shard {shard}")?;
+        }
+        Ok(())
     }
 }
 
@@ -209,6 +220,9 @@ pub struct IndexBuilder<'a> {
     overwrite: bool,
     fresh: bool,
     label: String,
+    shard: Option<Shard>,
+    trained: Option<PathBuf>,
+    targets: TargetEncoding,
 }
 
 impl fmt::Debug for IndexBuilder<'_> {
@@ -223,6 +237,8 @@ impl fmt::Debug for IndexBuilder<'_> {
             .field("observer", &self.observer.is_some())
             .field("overwrite", &self.overwrite)
             .field("fresh", &self.fresh)
+            .field("shard", &self.shard)
+            .field("trained", &self.trained)
             .finish()
     }
 }
@@ -242,7 +258,32 @@ impl<'a> IndexBuilder<'a> {
             overwrite: false,
             fresh: false,
             label: "the prompt stream".to_owned(),
+            shard: None,
+            trained: None,
+            targets: TargetEncoding::F32,
         }
+    }
+
+    /// How the index stores the targets (default `f32`; see [`TargetEncoding`]).
+    pub fn targets(mut self, encoding: TargetEncoding) -> Self {
+        self.targets = encoding;
+        self
+    }
+
+    /// Encode only `shard` of the cleaned corpus, as one process of a sharded build (see
+    /// [`Shard`]); the index directory is then a shard for [`knn_index::merge_shards`]. Ids
+    /// stay those of a single build. Default: the whole corpus.
+    pub fn shard(mut self, shard: Shard) -> Self {
+        self.shard = Some(shard);
+        self
+    }
+
+    /// Add the keys to the trained quantizer in `dir` (a [`TrainedQuantizer`] directory)
+    /// instead of training one on this build's keys; its spec is the build's spec unless one
+    /// is set. The shards of a sharded IVF build share one, so that they can be merged.
+    pub fn trained(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.trained = Some(dir.into());
+        self
     }
 
     /// The FAISS index to build (default: [`auto_spec`] of the expected record count).
@@ -336,14 +377,42 @@ impl<'a> IndexBuilder<'a> {
         let expected = self
             .expected
             .or_else(|| stream.size_hint().1.map(|n| n as u64));
-        let spec = self.spec.clone().unwrap_or_else(|| auto_spec(expected));
-        let config = IndexConfig::new(self.key_encoder.dim(), self.target_encoder.dim(), spec)
+        let trained = self
+            .trained
+            .as_ref()
+            .map(TrainedQuantizer::open)
+            .transpose()?;
+        let spec = match (&self.spec, &trained) {
+            (Some(spec), _) => spec.clone(),
+            (None, Some(t)) => t.spec(),
+            (None, None) => auto_spec(expected),
+        };
+        if self.shard.is_some()
+            && trained.is_none()
+            && spec
+                .factory_string(1024, self.key_encoder.dim())
+                .split(',')
+                .any(|p| p.trim_start().starts_with("IVF"))
+        {
+            return Err(Error::invalid(
+                "trained",
+                format!(
+                    "the shards of a {spec} index must share one trained quantizer (train it \
+                     once with `index train`, then pass it to every shard)"
+                ),
+            ));
+        }
+        let mut config = IndexConfig::new(self.key_encoder.dim(), self.target_encoder.dim(), spec)
             .with_models(
                 self.key_encoder.model_id().to_string(),
                 self.target_encoder.model_id().to_string(),
             );
+        if let Some(dir) = &self.trained {
+            config = config.with_trained(dir);
+        }
+        config = config.with_targets(self.targets);
         let tracker = Tracker::new(self.observer, expected);
-        let mut cleaner = Cleaner::new();
+        let mut cleaner = Selector::new(self.shard);
 
         let mut writer = None;
         let mut lock = Some(lock);
@@ -367,9 +436,19 @@ impl<'a> IndexBuilder<'a> {
             &tracker,
         )?;
         let clean = cleaner.stats();
-        let writer = match writer {
-            Some(w) if !w.is_empty() => w,
-            other => {
+        let mut writer = match (writer, self.shard) {
+            (Some(w), _) if !w.is_empty() => w,
+            // A shard may own none of a non-empty corpus's prompts: it is still a shard.
+            (w, Some(_)) if clean.kept > 0 => match (w, lock.take()) {
+                (Some(w), _) => w,
+                (None, Some(lock)) => IndexWriter::create_locked(lock, config.clone())?,
+                (None, None) => {
+                    return Err(Error::Backend(
+                        "the build lock was given away twice".to_owned(),
+                    ));
+                }
+            },
+            (other, _) => {
                 if let Some(w) = other {
                     // A staging left by a run killed before its first chunk: it holds nothing.
                     w.abort()?;
@@ -377,6 +456,9 @@ impl<'a> IndexBuilder<'a> {
                 return Err(empty_corpus(&self.label, clean));
             }
         };
+        if let Some(shard) = self.shard {
+            writer.set_shard(cleaner.shard_info(shard))?;
+        }
         let manifest = writer.finish()?;
         drop(tracker);
         let seconds = start.elapsed().as_secs_f64();
@@ -396,6 +478,7 @@ impl<'a> IndexBuilder<'a> {
             faiss_factory: manifest.faiss_factory,
             key_model: manifest.key_model,
             target_model: manifest.target_model,
+            shard: self.shard.map(|s| s.to_string()),
         })
     }
 
@@ -404,10 +487,10 @@ impl<'a> IndexBuilder<'a> {
     fn pipeline<S, P>(
         &self,
         stream: &mut S,
-        cleaner: &mut Cleaner,
+        cleaner: &mut Selector,
         writer: &mut Option<IndexWriter>,
         (config, lock): (&IndexConfig, &mut Option<BuildLock>),
-        first_id: u64,
+        first_row: u64,
         tracker: &Tracker,
     ) -> Result<u64>
     where
@@ -416,14 +499,14 @@ impl<'a> IndexBuilder<'a> {
     {
         let (key, target, batch) = (self.key_encoder, self.target_encoder, self.batch_size);
         let chunk_size = self.chunk_size as u64;
-        let mut next_id = first_id;
+        let mut rows = first_row;
         let mut encoded = 0u64;
         std::thread::scope(|scope| {
-            let spawn = |start: u64, texts: Vec<String>| {
+            let spawn = |ids: Vec<u64>, texts: Vec<String>| {
                 scope.spawn(move || -> Result<Encoded> {
                     let (keys, targets) = encode_chunk(key, target, &texts, batch, tracker)?;
                     Ok(Encoded {
-                        start,
+                        ids,
                         texts,
                         keys,
                         targets,
@@ -433,15 +516,15 @@ impl<'a> IndexBuilder<'a> {
             let mut in_flight = None;
             loop {
                 // Reading and cleaning this chunk overlaps encoding the previous one.
-                let end = (next_id / chunk_size + 1) * chunk_size;
+                let end = (rows / chunk_size + 1) * chunk_size;
                 let Chunk {
-                    start,
+                    ids,
                     texts,
                     error,
                     exhausted,
-                } = read_chunk(stream, cleaner, next_id, end);
+                } = read_chunk(stream, cleaner, (end - rows) as usize);
                 tracker.records(cleaner.stats().read);
-                next_id += texts.len() as u64;
+                rows += texts.len() as u64;
                 let done = in_flight.take().map(join_encoded).transpose()?;
                 if !texts.is_empty() {
                     if writer.is_none() {
@@ -450,7 +533,7 @@ impl<'a> IndexBuilder<'a> {
                         })?;
                         *writer = Some(IndexWriter::create_locked(lock, config.clone())?);
                     }
-                    in_flight = Some(spawn(start, texts));
+                    in_flight = Some(spawn(ids, texts));
                 }
                 // Appending the previous chunk overlaps encoding this one.
                 if let Some(done) = done {
@@ -470,6 +553,106 @@ impl<'a> IndexBuilder<'a> {
     }
 }
 
+/// What [`train_quantizer`] did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TrainReport {
+    /// The trained directory.
+    pub out: PathBuf,
+    /// Prompts in the cleaned corpus (the index size the quantizer is trained for).
+    pub corpus_prompts: u64,
+    /// Prompts the quantizer was trained on.
+    pub sample: u64,
+    /// The FAISS factory string trained.
+    pub faiss_factory: String,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+impl fmt::Display for TrainReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} trained on {} of {} prompts into {} in {:.1} s",
+            self.faiss_factory,
+            self.sample,
+            self.corpus_prompts,
+            self.out.display(),
+            self.seconds
+        )
+    }
+}
+
+/// Trains the IVF quantizer of a sharded build once: cleans the whole stream `prompts` (as a
+/// build does), keeps a uniform sample of `sample` cleaned prompts (a seeded reservoir, so the
+/// same corpus gives the same sample), encodes them with `key_encoder` (CLIP's text tower) and
+/// trains `spec` for an index of the whole cleaned corpus into the trained directory `out`.
+/// Every shard of the build then passes it to [`IndexBuilder::trained`].
+///
+/// # Errors
+/// `sample` is 0; a spec that is not IVF; an empty corpus; the stream's or the encoder's errors.
+pub fn train_quantizer<I, P>(
+    key_encoder: &dyn TextEmbedder,
+    prompts: I,
+    spec: &IndexSpec,
+    sample: usize,
+    out: &Path,
+) -> Result<TrainReport>
+where
+    I: IntoIterator<Item = Result<P>>,
+    P: AsRef<str>,
+{
+    let start = Instant::now();
+    if sample == 0 {
+        return Err(Error::invalid("sample", "must be at least 1"));
+    }
+    let mut cleaner = Cleaner::new();
+    let mut reservoir: Vec<String> = Vec::with_capacity(sample.min(1 << 20));
+    let mut rng = 0x5eed_u64;
+    for record in prompts {
+        let Some(text) = cleaner.clean(record?.as_ref()) else {
+            continue;
+        };
+        let seen = cleaner.stats().kept;
+        if reservoir.len() < sample {
+            reservoir.push(text);
+        } else {
+            rng = rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let j = splitmix(rng) % seen;
+            if let Some(slot) = usize::try_from(j).ok().and_then(|j| reservoir.get_mut(j)) {
+                *slot = text;
+            }
+        }
+    }
+    let corpus_prompts = cleaner.stats().kept;
+    if corpus_prompts == 0 {
+        return Err(empty_corpus("the prompt stream", cleaner.stats()));
+    }
+    let keys = encode_side(key_encoder, &reservoir, DEFAULT_BATCH, |_| {})?;
+    let trained = TrainedQuantizer::train(
+        out,
+        key_encoder.dim(),
+        spec,
+        corpus_prompts,
+        &key_encoder.model_id().to_string(),
+        &keys,
+    )?;
+    Ok(TrainReport {
+        out: out.to_owned(),
+        corpus_prompts,
+        sample: reservoir.len() as u64,
+        faiss_factory: trained.manifest().faiss_factory.clone(),
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// SplitMix64's output function: a well-mixed u64 from a counter.
+fn splitmix(x: u64) -> u64 {
+    let mut z = x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// Waits for an encoding thread.
 fn join_encoded(handle: std::thread::ScopedJoinHandle<'_, Result<Encoded>>) -> Result<Encoded> {
     handle
@@ -485,9 +668,9 @@ fn resume_error(e: knn_index::Error) -> Error {
     }
 }
 
-/// Cleaned prompts of one chunk, ids `start..start + texts.len()`.
+/// Cleaned prompts of one chunk, with their ids.
 struct Chunk {
-    start: u64,
+    ids: Vec<u64>,
     texts: Vec<String>,
     /// The stream's error that ended the chunk early.
     error: Option<Error>,
@@ -497,25 +680,70 @@ struct Chunk {
 
 /// A chunk with its keys and targets.
 struct Encoded {
-    start: u64,
+    ids: Vec<u64>,
     texts: Vec<String>,
     keys: Vec<f32>,
     targets: Vec<f32>,
 }
 
-/// Reads cleaned prompts with ids `start..end` (fewer when the stream ends or fails).
-fn read_chunk<S, P>(stream: &mut S, cleaner: &mut Cleaner, start: u64, end: u64) -> Chunk
+/// The cleaned stream a build encodes: every record is cleaned (deduplication is global) and
+/// numbered (a prompt's id is its ordinal in the cleaned stream) and fingerprinted; a sharded
+/// build then keeps only its shard's prompts.
+struct Selector {
+    cleaner: Cleaner,
+    shard: Option<Shard>,
+    fingerprint: Xxh3,
+}
+
+impl Selector {
+    fn new(shard: Option<Shard>) -> Self {
+        Self {
+            cleaner: Cleaner::new(),
+            shard,
+            fingerprint: Xxh3::new(),
+        }
+    }
+
+    /// Cleans one record; `Some((id, text))` when it is a prompt of this build.
+    fn select(&mut self, record: &str) -> Option<(u64, String)> {
+        let text = self.cleaner.clean(record)?;
+        let id = self.cleaner.stats().kept - 1;
+        self.fingerprint.update(text.as_bytes());
+        self.fingerprint.update(b"\n");
+        match self.shard {
+            Some(shard) if !shard.owns(&text) => None,
+            _ => Some((id, text)),
+        }
+    }
+
+    fn stats(&self) -> CleanStats {
+        self.cleaner.stats()
+    }
+
+    /// What a finished shard records about the whole corpus (call once the stream ended).
+    fn shard_info(&self, shard: Shard) -> ShardInfo {
+        ShardInfo {
+            index: shard.index(),
+            count: shard.count(),
+            corpus_prompts: self.cleaner.stats().kept,
+            corpus_xxh3: format!("{:016x}", self.fingerprint.digest()),
+        }
+    }
+}
+
+/// Reads up to `want` prompts of this build (fewer when the stream ends or fails).
+fn read_chunk<S, P>(stream: &mut S, cleaner: &mut Selector, want: usize) -> Chunk
 where
     S: Iterator<Item = Result<P>>,
     P: AsRef<str>,
 {
     let mut chunk = Chunk {
-        start,
-        texts: Vec::with_capacity(usize::try_from(end - start).unwrap_or(0).min(1 << 16)),
+        ids: Vec::with_capacity(want.min(1 << 16)),
+        texts: Vec::with_capacity(want.min(1 << 16)),
         error: None,
         exhausted: false,
     };
-    while start + (chunk.texts.len() as u64) < end {
+    while chunk.texts.len() < want {
         match stream.next() {
             None => {
                 chunk.exhausted = true;
@@ -526,7 +754,8 @@ where
                 break;
             }
             Some(Ok(record)) => {
-                if let Some(text) = cleaner.clean(record.as_ref()) {
+                if let Some((id, text)) = cleaner.select(record.as_ref()) {
+                    chunk.ids.push(id);
                     chunk.texts.push(text);
                 }
             }
@@ -542,16 +771,14 @@ fn append(writer: &mut Option<IndexWriter>, done: Encoded) -> Result<u64> {
             "no index writer for an encoded chunk".to_owned(),
         ));
     };
-    let n = done.texts.len() as u64;
-    let ids: Vec<u64> = (done.start..done.start + n).collect();
-    writer.append(&ids, &done.keys, &done.texts, &done.targets)?;
-    Ok(n)
+    writer.append(&done.ids, &done.keys, &done.texts, &done.targets)?;
+    Ok(done.texts.len() as u64)
 }
 
 /// Re-reads the prompts an interrupted build staged, checking each against the staged text.
 fn skip_staged<S, P>(
     stream: &mut S,
-    cleaner: &mut Cleaner,
+    cleaner: &mut Selector,
     writer: &IndexWriter,
     tracker: &Tracker,
 ) -> Result<()>
@@ -564,24 +791,24 @@ where
         path: writer.staging_dir().to_owned(),
         reason: format!("{reason}: the interrupted build was made from other prompts"),
     };
-    let mut id = 0u64;
+    let mut row = 0u64;
     for staged in writer.staged_prompts()? {
         let staged = staged?;
-        let text = loop {
+        let (id, text) = loop {
             let Some(record) = stream.next() else {
                 return Err(other(format!(
-                    "it holds {rows} prompts, the corpus only {id}"
+                    "it holds {rows} prompts, the corpus only {row}"
                 )));
             };
-            if let Some(text) = cleaner.clean(record?.as_ref()) {
-                break text;
+            if let Some(selected) = cleaner.select(record?.as_ref()) {
+                break selected;
             }
         };
         if staged != text {
             return Err(other(format!("prompt {id} differs")));
         }
-        id += 1;
-        if id.is_multiple_of(4096) {
+        row += 1;
+        if row.is_multiple_of(4096) {
             tracker.records(cleaner.stats().read);
         }
     }
@@ -747,16 +974,44 @@ mod tests {
     #[test]
     fn chunks_end_on_multiples_of_the_chunk_size() {
         let mut stream = (0..10).map(|i| Ok::<_, Error>(format!("p{i}")));
-        let mut cleaner = Cleaner::new();
-        let chunk = read_chunk(&mut stream, &mut cleaner, 3, 4);
+        let mut cleaner = Selector::new(None);
+        let chunk = read_chunk(&mut stream, &mut cleaner, 1);
         assert_eq!(chunk.texts, ["p0"]);
-        let chunk = read_chunk(&mut stream, &mut cleaner, 4, 8);
+        assert_eq!(chunk.ids, [0]);
+        let chunk = read_chunk(&mut stream, &mut cleaner, 4);
         assert_eq!(chunk.texts, ["p1", "p2", "p3", "p4"]);
+        assert_eq!(chunk.ids, [1, 2, 3, 4]);
         assert!(!chunk.exhausted);
-        let chunk = read_chunk(&mut stream, &mut cleaner, 8, 12);
+        let chunk = read_chunk(&mut stream, &mut cleaner, 4);
         assert_eq!(chunk.texts.len(), 4);
-        let chunk = read_chunk(&mut stream, &mut cleaner, 12, 16);
+        let chunk = read_chunk(&mut stream, &mut cleaner, 4);
         assert_eq!(chunk.texts, ["p9"]);
         assert!(chunk.exhausted && chunk.error.is_none());
+    }
+
+    #[test]
+    fn a_shard_keeps_its_prompts_with_single_build_ids() {
+        let records = ["a", "b", "", "a", "c", "d", "e", "f", "g", "b"];
+        let all: Vec<(u64, String)> = {
+            let mut s = Selector::new(None);
+            records.iter().filter_map(|r| s.select(r)).collect()
+        };
+        assert_eq!(all.len(), 7);
+        let mut union = Vec::new();
+        let mut infos = Vec::new();
+        for i in 0..3 {
+            let shard = Shard::new(i, 3).unwrap();
+            let mut s = Selector::new(Some(shard));
+            let mut stream = records.iter().map(|r| Ok::<_, Error>(*r));
+            let chunk = read_chunk(&mut stream, &mut s, 100);
+            assert!(chunk.texts.iter().all(|t| shard.owns(t)));
+            union.extend(chunk.ids.into_iter().zip(chunk.texts));
+            infos.push(s.shard_info(shard));
+        }
+        union.sort();
+        assert_eq!(union, all);
+        // Every shard saw the whole corpus: one fingerprint and count.
+        assert!(infos.iter().all(|i| i.corpus_xxh3 == infos[0].corpus_xxh3));
+        assert!(infos.iter().all(|i| i.corpus_prompts == 7));
     }
 }

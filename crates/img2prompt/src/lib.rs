@@ -38,6 +38,7 @@ pub mod head;
 pub mod index_models;
 pub mod model_id;
 pub mod predictor;
+pub mod shard;
 
 pub use backend::Backend;
 pub use builder::{BuildObserver, BuildProgress, BuildReport, IndexBuilder};

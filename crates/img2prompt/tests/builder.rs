@@ -6,9 +6,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use img2prompt::builder::{BuildReport, IndexBuilder};
+use img2prompt::builder::{BuildReport, IndexBuilder, Shard, train_quantizer};
 use img2prompt::corpus::CleanStats;
-use img2prompt::knn_index::{IndexSpec, IndexWriter, PromptIndex};
+use img2prompt::knn_index::{IndexSpec, IndexWriter, PromptIndex, merge_shards};
 use img2prompt::{ClipTextEmbedder, Error, ModelId, SentenceTextEmbedder, TextEmbedder};
 
 fn clip_dir() -> PathBuf {
@@ -226,7 +226,7 @@ fn interrupted_build_resumes_to_the_same_index() {
             uninterrupted.target(id).unwrap(),
         );
         assert!(
-            a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5),
+            a.iter().zip(b.iter()).all(|(x, y)| (x - y).abs() < 1e-5),
             "target {id}"
         );
     }
@@ -294,4 +294,163 @@ fn empty_corpus_is_an_error_and_leaves_nothing() {
     assert!(err.contains("stream cut"), "{err}");
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// Builds shard `i` of `count` of the raw records at `out`.
+fn build_shard(out: &Path, i: u32, count: u32, trained: Option<&Path>) -> BuildReport {
+    let mut b = builder().shard(Shard::new(i, count).unwrap());
+    if let Some(t) = trained {
+        b = b.trained(t);
+    }
+    b.build(ok_stream(raw_records()), out).unwrap()
+}
+
+#[test]
+fn sharded_builds_merge_into_the_single_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    builder()
+        .spec(IndexSpec::Exact)
+        .build(ok_stream(raw_records()), &whole)
+        .unwrap();
+    let shards: Vec<PathBuf> = (0..3)
+        .map(|i| {
+            let out = dir.path().join(format!("shard-{i}"));
+            let report = build_shard(&out, i, 3, None);
+            assert_eq!(report.shard.as_deref(), Some(format!("{i}/3").as_str()));
+            assert_eq!(report.clean.read, 55, "every shard reads the whole corpus");
+            out
+        })
+        .collect();
+    let sizes: Vec<usize> = shards
+        .iter()
+        .map(|s| PromptIndex::open(s).unwrap().len())
+        .collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 50, "{sizes:?}");
+    assert!(sizes.iter().all(|&n| n > 5), "a lopsided split {sizes:?}");
+    let merged = dir.path().join("merged");
+    merge_shards(&merged, &shards).unwrap();
+
+    let expected = distinct_prompts();
+    let (a, b) = (
+        check_index(&whole, &expected),
+        check_index(&merged, &expected),
+    );
+    let (ids, keys) = a.keys_in_rows(0, 50).unwrap();
+    assert_eq!(ids, (0..50).collect::<Vec<u64>>());
+    let (_, merged_keys) = b.keys_in_rows(0, 50).unwrap();
+    assert!(
+        keys.iter()
+            .zip(&merged_keys)
+            .all(|(x, y)| (x - y).abs() < 1e-5)
+    );
+    for id in 0..50u64 {
+        let (x, y) = (a.target(id).unwrap(), b.target(id).unwrap());
+        assert!(
+            x.iter().zip(y.iter()).all(|(p, q)| (p - q).abs() < 1e-5),
+            "{id}"
+        );
+    }
+    let (ha, hb) = (a.search(&keys, 5).unwrap(), b.search(&keys, 5).unwrap());
+    for (x, y) in ha.iter().zip(&hb) {
+        assert_eq!(
+            x.iter().map(|h| h.0).collect::<Vec<_>>(),
+            y.iter().map(|h| h.0).collect::<Vec<_>>()
+        );
+    }
+
+    // A shard of another corpus is refused.
+    let other = dir.path().join("other");
+    let mut fewer = raw_records();
+    fewer.pop();
+    builder()
+        .shard(Shard::new(2, 3).unwrap())
+        .build(ok_stream(fewer), &other)
+        .unwrap();
+    let err = merge_shards(
+        dir.path().join("bad"),
+        &[shards[0].clone(), shards[1].clone(), other],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("different corpora"), "{err}");
+}
+
+#[test]
+fn ivf_shards_share_one_trained_quantizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clip, _) = encoders();
+    let trained = dir.path().join("trained");
+    let report = train_quantizer(
+        clip,
+        ok_stream(raw_records()),
+        &IndexSpec::Ivf,
+        40,
+        &trained,
+    )
+    .unwrap();
+    assert_eq!((report.corpus_prompts, report.sample), (50, 40));
+    // Sized for the whole corpus, as a single build of it.
+    assert_eq!(report.faiss_factory, "IVF7,Flat");
+    let shards: Vec<PathBuf> = (0..2)
+        .map(|i| {
+            let out = dir.path().join(format!("shard-{i}"));
+            build_shard(&out, i, 2, Some(&trained));
+            out
+        })
+        .collect();
+    // Without the shared quantizer an IVF shard is refused before it encodes anything.
+    let err = builder()
+        .shard(Shard::new(0, 2).unwrap())
+        .spec(IndexSpec::Ivf)
+        .build(ok_stream(raw_records()), &dir.path().join("untrained"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("must share one trained quantizer"), "{err}");
+    assert!(!dir.path().join("untrained").exists());
+    let merged = dir.path().join("merged");
+    let manifest = merge_shards(&merged, &shards).unwrap();
+    assert_eq!(manifest.faiss_factory, "IVF7,Flat");
+    let index = check_index(&merged, &distinct_prompts());
+    // IVF,Flat stores keys exactly: each prompt's own key finds it first with every list probed.
+    let (_, keys) = index.keys_in_rows(0, 50).unwrap();
+    let p = img2prompt::knn_index::SearchParams {
+        nprobe: Some(7),
+        ef_search: None,
+    };
+    for (id, hits) in index.search_with(&keys, 1, &p).unwrap().iter().enumerate() {
+        assert_eq!(hits[0].0, id as u64);
+    }
+}
+
+#[test]
+fn a_shard_cut_short_resumes_to_the_same_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    build_shard(&whole, 1, 2, None);
+    let out = dir.path().join("resumed");
+    let shard = Shard::new(1, 2).unwrap();
+    let err = builder()
+        .shard(shard)
+        .build(failing_after(raw_records(), 45), &out)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("stream cut"), "{err}");
+    let report = builder()
+        .shard(shard)
+        .build(ok_stream(raw_records()), &out)
+        .unwrap();
+    assert!(report.resumed_from > 0, "{report}");
+    assert_eq!(report.resumed_from + report.encoded, report.prompts);
+    let (a, b) = (
+        PromptIndex::open(&whole).unwrap(),
+        PromptIndex::open(&out).unwrap(),
+    );
+    assert_eq!(a.manifest().shard, b.manifest().shard);
+    assert_eq!(a.len(), b.len());
+    for row in 0..a.len() {
+        let id = a.id_at(row).unwrap();
+        assert_eq!(b.id_at(row), Some(id));
+        assert_eq!(a.prompt(id).unwrap(), b.prompt(id).unwrap());
+    }
 }

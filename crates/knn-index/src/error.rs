@@ -137,6 +137,10 @@ pub enum Error {
         /// What the manifest says.
         found: String,
     },
+    /// Shards that cannot be merged into one index (missing, overlapping, from another
+    /// corpus, models, spec or trained quantizer).
+    #[error("cannot merge the shards: {0}")]
+    Merge(String),
     /// Any other invalid argument.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -52,6 +52,13 @@ pub(crate) fn normalized_rows(rows: &[f32], dim: usize, what: &'static str) -> R
     Ok(out)
 }
 
+/// Whether a factory string builds an IVF index (whose inverted lists can stay on disk).
+pub(crate) fn is_ivf_factory(factory: &str) -> bool {
+    factory
+        .split(',')
+        .any(|part| part.trim_start().starts_with("IVF"))
+}
+
 /// Training sample size: 256 points per IVF list (FAISS's own cap) and at least 65536 (PQ
 /// codebooks), never more than `n`.
 pub(crate) fn training_sample_size(factory: &str, n: usize) -> usize {
@@ -235,7 +242,10 @@ impl KeyIndex {
         let p = path
             .to_str()
             .ok_or_else(|| Error::corrupt(path, "path is not valid UTF-8 (FAISS needs UTF-8)"))?;
-        let index = faiss::read_index(p).map_err(|e| Error::corrupt(path, e.to_string()))?;
+        // IVF inverted lists stay on disk (memory-mapped): an index bigger than RAM searches
+        // with only its quantizer and the lists it probes resident.
+        let index = sys::read_index(p, is_ivf_factory(&factory))
+            .map_err(|e| Error::corrupt(path, e.to_string()))?;
         if index.d() as usize != dim {
             return Err(Error::corrupt(
                 path,
@@ -262,6 +272,36 @@ impl KeyIndex {
             ));
         }
         let mut me = Self::wrap(index, factory, defaults, RowIds::Mapped(ids));
+        let factory = me.factory.clone();
+        apply(me.state_mut()?, &factory, defaults)?;
+        Ok(me)
+    }
+
+    /// Read a FAISS index file into RAM (writable: keys can be added), without ids. Checks
+    /// dimension and metric.
+    pub(crate) fn read_writable(
+        path: &Path,
+        factory: String,
+        defaults: SearchParams,
+        dim: usize,
+    ) -> Result<Self> {
+        let p = path
+            .to_str()
+            .ok_or_else(|| Error::corrupt(path, "path is not valid UTF-8 (FAISS needs UTF-8)"))?;
+        let index = sys::read_index(p, false).map_err(|e| Error::corrupt(path, e.to_string()))?;
+        if index.d() as usize != dim {
+            return Err(Error::corrupt(
+                path,
+                format!("FAISS index has dimension {}, expected {dim}", index.d()),
+            ));
+        }
+        if index.metric_type() != MetricType::InnerProduct {
+            return Err(Error::corrupt(
+                path,
+                "FAISS index metric is not inner product",
+            ));
+        }
+        let mut me = Self::wrap(index, factory, defaults, RowIds::Owned(Vec::new()));
         let factory = me.factory.clone();
         apply(me.state_mut()?, &factory, defaults)?;
         Ok(me)

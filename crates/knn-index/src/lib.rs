@@ -66,10 +66,13 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)] // allowed in `sys` only
 
+mod convert;
 mod error;
+mod ivf_file;
 mod keys;
 mod manifest;
 mod mapped;
+mod merge;
 mod payload;
 mod spec;
 mod store;
@@ -77,19 +80,28 @@ mod store;
 #[doc(hidden)]
 pub mod synth;
 mod sys;
+mod targets;
+mod trained;
 mod writer;
 
+pub use convert::convert_targets;
 pub use error::{Error, Result};
 pub use keys::{KeyIndex, l2_normalize};
 pub use manifest::{
     DATA_FILES, FORMAT_NAME, FORMAT_VERSION, FileEntry, ID_LOOKUP_FILE, IDS_FILE, KEYS_FILE,
-    MANIFEST_FILE, METRIC, Manifest, OFFSETS_FILE, PROMPTS_FILE, TARGETS_FILE, hash_file,
+    MANIFEST_FILE, METRIC, Manifest, OFFSETS_FILE, PROMPTS_FILE, ShardInfo, TARGETS_FILE,
+    hash_file,
 };
+pub use merge::merge_shards;
 pub use payload::PayloadStore;
 pub use spec::{
     HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, IVF_NPROBE_DIVISOR, IndexSpec, SearchParams, ivf_nlist,
 };
 pub use store::{LoadOptions, Neighbour, PromptIndex};
+pub use targets::{TARGET_SCALES_FILE, TARGETS_F16_FILE, TARGETS_I8_FILE, TargetEncoding};
+pub use trained::{
+    TRAINED_FAISS_FILE, TRAINED_FORMAT, TRAINED_MANIFEST_FILE, TrainedManifest, TrainedQuantizer,
+};
 pub use writer::{
     BuildLock, IndexConfig, IndexWriter, STAGED_KEYS_FILE, STAGING_FILE, StagedPrompts, build_index,
 };

@@ -10,6 +10,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::{Error, Result};
 use crate::spec::SearchParams;
+use crate::targets::TargetEncoding;
 
 /// The format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -33,7 +34,8 @@ pub const OFFSETS_FILE: &str = "prompt_offsets.u64";
 /// Target vectors, `count × target_dim` little-endian f32, row-major.
 pub const TARGETS_FILE: &str = "targets.f32";
 
-/// The data files every index directory has (besides the manifest).
+/// The data files of an index directory with `f32` targets (besides the manifest); see
+/// [`Manifest::data_files`] for any encoding.
 pub const DATA_FILES: [&str; 6] = [
     KEYS_FILE,
     IDS_FILE,
@@ -89,8 +91,33 @@ pub struct Manifest {
     pub files: BTreeMap<String, FileEntry>,
     /// Writer, e.g. `knn-index 0.1.0`.
     pub created_by: String,
+    /// Set on a shard of a sharded build (see [`crate::merge_shards`]); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
+    /// How the target vectors are stored (`f32` when absent).
+    #[serde(default, skip_serializing_if = "TargetEncoding::is_f32")]
+    pub target_encoding: TargetEncoding,
+    /// xxh3 of the trained quantizer file the keys were added to (a [`crate::TrainedQuantizer`]),
+    /// when the build used one; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trained_xxh3: Option<String>,
     /// xxh3 of this manifest's canonical JSON with this field set to `""`.
     pub manifest_xxh3: String,
+}
+
+/// Where a shard sits in a sharded build, recorded in its manifest: which part of which corpus
+/// it holds. [`crate::merge_shards`] checks these before writing one index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// This shard's number, `0..count`.
+    pub index: u32,
+    /// How many shards the corpus was split into.
+    pub count: u32,
+    /// Prompts in the whole cleaned corpus (every shard's ids lie in `0..corpus_prompts`).
+    pub corpus_prompts: u64,
+    /// Fingerprint of the whole cleaned corpus (xxh3 of every cleaned prompt in order), the
+    /// same in every shard of one build.
+    pub corpus_xxh3: String,
 }
 
 /// Hex of an xxh3-64 digest.
@@ -189,12 +216,18 @@ impl Manifest {
         if m.key_dim == 0 || m.target_dim == 0 {
             return Err(Error::manifest(&path, "key_dim and target_dim must be > 0"));
         }
-        for name in DATA_FILES {
+        for name in m.data_files() {
             if !m.files.contains_key(name) {
                 return Err(Error::manifest(&path, format!("no entry for {name}")));
             }
         }
         Ok(m)
+    }
+
+    /// The data files of this index directory (besides the manifest): keys, ids, id table,
+    /// prompts, offsets, and the files of its target encoding.
+    pub fn data_files(&self) -> Vec<&'static str> {
+        data_files(self.target_encoding)
     }
 
     /// The recorded entry of a data file (present after [`Manifest::read`]).
@@ -204,6 +237,17 @@ impl Manifest {
             xxh3: String::new(),
         })
     }
+}
+
+/// The data files of an index directory whose targets are stored in `encoding`.
+pub(crate) fn data_files(encoding: TargetEncoding) -> Vec<&'static str> {
+    let mut files: Vec<&'static str> = DATA_FILES
+        .iter()
+        .copied()
+        .filter(|f| *f != TARGETS_FILE)
+        .collect();
+    files.extend_from_slice(encoding.files());
+    files
 }
 
 /// Write `bytes` to `path` through `path.tmp` + fsync + rename.

@@ -1,10 +1,25 @@
 //! [`PayloadStore`]: the per-row prompt text and target vector, memory-mapped.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::manifest::{OFFSETS_FILE, PROMPTS_FILE, TARGETS_FILE};
 use crate::mapped::{MappedF32, MappedFile, MappedU64};
+use crate::targets::{
+    TARGET_SCALES_FILE, TARGETS_F16_FILE, TARGETS_I8_FILE, TargetEncoding, decode_row,
+};
+
+/// The mapped target files of one encoding.
+#[derive(Debug)]
+enum Targets {
+    F32(MappedF32),
+    F16(MappedFile),
+    Int8 {
+        codes: MappedFile,
+        scales: MappedF32,
+    },
+}
 
 /// Prompt texts and target vectors of an index directory, by row, memory-mapped (nothing is
 /// copied into RAM; the OS pages data in on access).
@@ -12,8 +27,8 @@ use crate::mapped::{MappedF32, MappedFile, MappedU64};
 /// Files: `prompts.txt` holds each prompt followed by `\n` (a prompt may itself contain
 /// newlines: the offsets, not the line breaks, delimit entries); `prompt_offsets.u64` holds
 /// `count + 1` little-endian u64 byte offsets, entry `i` spanning `offsets[i]..offsets[i+1]`
-/// (including its trailing `\n`); `targets.f32` holds `count × target_dim` little-endian f32,
-/// row-major.
+/// (including its trailing `\n`); the targets are `count × target_dim` values, row-major, in the
+/// index's [`TargetEncoding`] (`targets.f32` little-endian f32 by default).
 ///
 /// Accessors check bounds and UTF-8 on every call and return errors instead of panicking, even
 /// when a damaged directory was opened with checksum verification turned off.
@@ -21,7 +36,7 @@ use crate::mapped::{MappedF32, MappedFile, MappedU64};
 pub struct PayloadStore {
     prompts: MappedFile,
     offsets: MappedU64,
-    targets: MappedF32,
+    targets: Targets,
     target_dim: usize,
     count: usize,
 }
@@ -33,13 +48,22 @@ impl PayloadStore {
         dir: &Path,
         count: u64,
         target_dim: usize,
+        encoding: TargetEncoding,
         prompt_bytes: u64,
     ) -> Result<Self> {
         let offsets = MappedU64::open(&dir.join(OFFSETS_FILE), count.saturating_add(1))?;
-        let targets = MappedF32::open(
-            &dir.join(TARGETS_FILE),
-            count.saturating_mul(target_dim as u64),
-        )?;
+        let values = count.saturating_mul(target_dim as u64);
+        let targets = match encoding {
+            TargetEncoding::F32 => Targets::F32(MappedF32::open(&dir.join(TARGETS_FILE), values)?),
+            TargetEncoding::F16 => Targets::F16(MappedFile::open(
+                &dir.join(TARGETS_F16_FILE),
+                values.saturating_mul(2),
+            )?),
+            TargetEncoding::Int8 => Targets::Int8 {
+                codes: MappedFile::open(&dir.join(TARGETS_I8_FILE), values)?,
+                scales: MappedF32::open(&dir.join(TARGET_SCALES_FILE), count)?,
+            },
+        };
         let prompts = MappedFile::open(&dir.join(PROMPTS_FILE), prompt_bytes)?;
         let offs = offsets.as_slice();
         if offs.first() != Some(&0) || offs.last() != Some(&prompt_bytes) {
@@ -124,8 +148,16 @@ impl PayloadStore {
         })
     }
 
-    /// The target vector of `row` (`target_dim` floats).
-    pub fn target(&self, row: usize) -> Result<&[f32]> {
+    /// The target vector of `row` (`target_dim` floats): borrowed from the map for `f32`
+    /// targets, decoded for compact ones.
+    pub fn target(&self, row: usize) -> Result<Cow<'_, [f32]>> {
+        let (codes, scale) = self.encoded_target(row)?;
+        Ok(decode_row(self.encoding(), codes, scale))
+    }
+
+    /// The stored bytes of `row`'s target in the index's encoding, and its int8 scale (0 for
+    /// other encodings).
+    pub(crate) fn encoded_target(&self, row: usize) -> Result<(&[u8], f32)> {
         let d = self.target_dim;
         let out_of_range = || {
             Error::InvalidArgument(format!(
@@ -136,14 +168,45 @@ impl PayloadStore {
         if row >= self.count {
             return Err(out_of_range());
         }
-        self.targets
-            .as_slice()
-            .get(row * d..(row + 1) * d)
-            .ok_or_else(out_of_range)
+        let width = match self.encoding() {
+            TargetEncoding::F32 => 4 * d,
+            TargetEncoding::F16 => 2 * d,
+            TargetEncoding::Int8 => d,
+        };
+        let bytes = match &self.targets {
+            Targets::F32(m) => bytemuck::cast_slice(m.as_slice()),
+            Targets::F16(m) => m.bytes(),
+            Targets::Int8 { codes, .. } => codes.bytes(),
+        };
+        let codes = bytes
+            .get(row * width..(row + 1) * width)
+            .ok_or_else(out_of_range)?;
+        let scale = match &self.targets {
+            Targets::Int8 { scales, .. } => *scales.as_slice().get(row).ok_or_else(out_of_range)?,
+            _ => 0.0,
+        };
+        Ok((codes, scale))
     }
 
-    /// All target vectors, row-major (`len() × target_dim()` floats), still memory-mapped.
-    pub fn targets(&self) -> &[f32] {
-        self.targets.as_slice()
+    /// How the targets are stored.
+    pub fn encoding(&self) -> TargetEncoding {
+        match self.targets {
+            Targets::F32(_) => TargetEncoding::F32,
+            Targets::F16(_) => TargetEncoding::F16,
+            Targets::Int8 { .. } => TargetEncoding::Int8,
+        }
+    }
+
+    /// All target vectors, row-major (`len() × target_dim()` floats): still memory-mapped for
+    /// `f32` targets, decoded into memory for compact ones.
+    pub fn targets(&self) -> Cow<'_, [f32]> {
+        match &self.targets {
+            Targets::F32(m) => Cow::Borrowed(m.as_slice()),
+            _ => Cow::Owned(
+                (0..self.count)
+                    .flat_map(|row| self.target(row).map(Cow::into_owned).unwrap_or_default())
+                    .collect(),
+            ),
+        }
     }
 }

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::keys::KeyIndex;
 use crate::manifest::{
-    DATA_FILES, ID_LOOKUP_FILE, IDS_FILE, KEYS_FILE, MANIFEST_FILE, Manifest, PROMPTS_FILE,
-    hash_file,
+    ID_LOOKUP_FILE, IDS_FILE, KEYS_FILE, MANIFEST_FILE, Manifest, PROMPTS_FILE, hash_file,
 };
 use crate::mapped::MappedU64;
 use crate::payload::PayloadStore;
@@ -42,7 +41,7 @@ impl LoadOptions {
 }
 
 /// One search result with its payload.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Neighbour<'a> {
     /// The caller's id.
     pub id: u64,
@@ -52,8 +51,9 @@ pub struct Neighbour<'a> {
     pub row: usize,
     /// The prompt text.
     pub prompt: &'a str,
-    /// The target vector (`target_dim` floats).
-    pub target: &'a [f32],
+    /// The target vector (`target_dim` floats): borrowed from the map for `f32` targets,
+    /// decoded for compact ones.
+    pub target: std::borrow::Cow<'a, [f32]>,
 }
 
 /// A loaded index directory: FAISS keys (in RAM), ids and payload (memory-mapped).
@@ -89,7 +89,8 @@ impl PromptIndex {
             });
         }
         let manifest = Manifest::read(dir)?;
-        for name in DATA_FILES {
+        let data_files = manifest.data_files();
+        for &name in &data_files {
             let path = dir.join(name);
             let expected = manifest.entry(name);
             let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
@@ -102,7 +103,7 @@ impl PromptIndex {
             }
         }
         if opts.verify_checksums {
-            for name in DATA_FILES {
+            for &name in &data_files {
                 let path = dir.join(name);
                 let expected = manifest.entry(name);
                 let found = hash_file(&path)?;
@@ -120,6 +121,7 @@ impl PromptIndex {
             dir,
             count,
             manifest.target_dim,
+            manifest.target_encoding,
             manifest.entry(PROMPTS_FILE).bytes,
         )?;
         let ids = MappedU64::open(&dir.join(IDS_FILE), count)?;
@@ -282,8 +284,8 @@ impl PromptIndex {
         self.payload.prompt(row)
     }
 
-    /// The target vector of `id`.
-    pub fn target(&self, id: u64) -> Result<&[f32]> {
+    /// The target vector of `id` (decoded if the index stores compact targets).
+    pub fn target(&self, id: u64) -> Result<std::borrow::Cow<'_, [f32]>> {
         let row = self.row_of(id).ok_or(Error::UnknownId(id))?;
         self.payload.target(row)
     }

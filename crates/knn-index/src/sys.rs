@@ -121,6 +121,29 @@ pub(crate) fn is_ivf(index: &IndexImpl) -> bool {
     unsafe { !faiss_sys::faiss_IndexIVF_cast(index.inner_ptr()).is_null() }
 }
 
+/// FAISS's `IO_FLAG_MMAP` (index_io.h): read an IVF index's array inverted lists as
+/// `OnDiskInvertedLists` mapped from the file itself, instead of copying them into RAM. (The C
+/// API's `FAISS_IO_FLAG_MMAP` constant is stale, and the `faiss` crate's flags are 16 bits.)
+const IO_FLAG_MMAP: std::os::raw::c_int = 0x646f_0000 | 8;
+
+/// Read a FAISS index file; with `map_inverted_lists` an IVF index's inverted lists stay on disk,
+/// memory-mapped read-only (the index cannot be added to afterwards).
+pub(crate) fn read_index(path: &str, map_inverted_lists: bool) -> Result<IndexImpl> {
+    use faiss::index::FromInnerPtr;
+    let c = std::ffi::CString::new(path)
+        .map_err(|_| Error::InvalidArgument(format!("{path}: path contains a NUL byte")))?;
+    let flags = if map_inverted_lists { IO_FLAG_MMAP } else { 0 };
+    let mut inner = std::ptr::null_mut();
+    // SAFETY: `c` is a valid NUL-terminated path for the whole call; on success FAISS hands us
+    // ownership of a freshly allocated index, which `IndexImpl` frees on drop.
+    let rc = unsafe { faiss_sys::faiss_read_index_fname(c.as_ptr(), flags, &mut inner) };
+    if rc != 0 || inner.is_null() {
+        return Err(last_error(rc));
+    }
+    // SAFETY: `inner` is a valid CPU index owned by nobody else.
+    Ok(unsafe { IndexImpl::from_inner_ptr(inner) })
+}
+
 /// Memory-map a whole file read-only.
 ///
 /// The index directory's files are never modified in place by this crate (they are written to a

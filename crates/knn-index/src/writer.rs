@@ -9,14 +9,16 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::keys::training_sample_size;
 use crate::keys::{KeyIndex, normalized_rows, strided_sample};
+use crate::manifest::ShardInfo;
 use crate::manifest::{
-    DATA_FILES, FORMAT_NAME, FORMAT_VERSION, FileEntry, ID_LOOKUP_FILE, IDS_FILE, KEYS_FILE,
-    MANIFEST_FILE, METRIC, Manifest, OFFSETS_FILE, PROMPTS_FILE, TARGETS_FILE, hash_file, sync_dir,
-    write_atomic,
+    FORMAT_NAME, FORMAT_VERSION, FileEntry, ID_LOOKUP_FILE, IDS_FILE, KEYS_FILE, MANIFEST_FILE,
+    METRIC, Manifest, OFFSETS_FILE, PROMPTS_FILE, TARGETS_FILE, hash_file, sync_dir, write_atomic,
 };
 use crate::mapped::{MappedF32, MappedU64};
-use crate::spec::IndexSpec;
+use crate::spec::{IndexSpec, SearchParams};
 use crate::sys;
+use crate::targets::{TargetEncoding, TargetsWriter};
+use crate::trained::TrainedQuantizer;
 
 /// Staging state file (only in the staging directory).
 pub const STAGING_FILE: &str = "staging.json";
@@ -37,6 +39,15 @@ pub struct IndexConfig {
     pub key_model: String,
     /// Name of the model that made the targets, recorded in the manifest.
     pub target_model: String,
+    /// A [`TrainedQuantizer`] directory: keys are added to its trained index instead of one
+    /// trained on this build's own keys (the shards of a sharded IVF build share one, so that
+    /// [`crate::merge_shards`] can merge their inverted lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trained: Option<PathBuf>,
+    /// How the finished directory stores the targets (default `f32`; appends are staged as
+    /// f32 and encoded when the build finishes).
+    #[serde(default, skip_serializing_if = "TargetEncoding::is_f32")]
+    pub targets: TargetEncoding,
 }
 
 impl IndexConfig {
@@ -48,7 +59,21 @@ impl IndexConfig {
             spec,
             key_model: String::new(),
             target_model: String::new(),
+            trained: None,
+            targets: TargetEncoding::F32,
         }
+    }
+
+    /// Store the targets in `encoding` (see [`TargetEncoding`]).
+    pub fn with_targets(mut self, encoding: TargetEncoding) -> Self {
+        self.targets = encoding;
+        self
+    }
+
+    /// Add keys to the trained index in `dir` (see [`IndexConfig::trained`]).
+    pub fn with_trained(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.trained = Some(dir.into());
+        self
     }
 
     /// Set the model names.
@@ -74,6 +99,39 @@ impl IndexConfig {
         }
         // Fail early on a factory string FAISS cannot parse.
         KeyIndex::from_factory(self.key_dim, &self.spec.factory_string(1024, self.key_dim))?;
+        if let Some(dir) = &self.trained {
+            self.check_trained(&TrainedQuantizer::open(dir)?)?;
+        }
+        Ok(())
+    }
+
+    /// The trained quantizer must fit this config: same key width, spec and key model.
+    fn check_trained(&self, trained: &TrainedQuantizer) -> Result<()> {
+        let m = trained.manifest();
+        let path = trained.dir().join(crate::trained::TRAINED_MANIFEST_FILE);
+        let mismatch = |what, expected: String, found: String| Error::Mismatch {
+            path: path.clone(),
+            what,
+            expected,
+            found,
+        };
+        if m.key_dim != self.key_dim {
+            return Err(mismatch(
+                "key dim",
+                self.key_dim.to_string(),
+                m.key_dim.to_string(),
+            ));
+        }
+        if m.spec != self.spec.to_string() {
+            return Err(mismatch("spec", self.spec.to_string(), m.spec.clone()));
+        }
+        if !self.key_model.is_empty() && m.key_model != self.key_model {
+            return Err(mismatch(
+                "key model",
+                self.key_model.clone(),
+                m.key_model.clone(),
+            ));
+        }
         Ok(())
     }
 }
@@ -86,6 +144,9 @@ struct StagingState {
     rows: u64,
     prompt_bytes: u64,
     finished: bool,
+    /// Set (by [`IndexWriter::set_shard`]) on a shard of a sharded build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shard: Option<ShardInfo>,
 }
 
 #[derive(Debug)]
@@ -215,7 +276,7 @@ pub struct IndexWriter {
 }
 
 /// `<parent>/.<name><suffix>` for the output `out`.
-fn sibling_path(out: &Path, suffix: &str) -> Result<PathBuf> {
+pub(crate) fn sibling_path(out: &Path, suffix: &str) -> Result<PathBuf> {
     let name = out.file_name().ok_or_else(|| {
         Error::InvalidArgument(format!("{}: output path has no file name", out.display()))
     })?;
@@ -267,7 +328,7 @@ impl Iterator for StagedPrompts {
     }
 }
 
-fn remove_dir_if_exists(p: &Path) -> Result<()> {
+pub(crate) fn remove_dir_if_exists(p: &Path) -> Result<()> {
     match std::fs::remove_dir_all(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -348,6 +409,7 @@ impl IndexWriter {
                 rows: 0,
                 prompt_bytes: 0,
                 finished: false,
+                shard: None,
             },
             files: Some(files),
             _lock: lock,
@@ -420,6 +482,20 @@ impl IndexWriter {
         let json = serde_json::to_vec_pretty(&self.state)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         write_atomic(&self.staging.join(STAGING_FILE), &json)
+    }
+
+    /// Marks this build as shard `info.index` of `info.count` of a sharded build; recorded in
+    /// the manifest by [`IndexWriter::finish`] (call it once the whole corpus was read, when its
+    /// fingerprint is known).
+    pub fn set_shard(&mut self, info: ShardInfo) -> Result<()> {
+        if info.count == 0 || info.index >= info.count {
+            return Err(Error::InvalidArgument(format!(
+                "shard {}/{} does not exist (shards are numbered 0..count)",
+                info.index, info.count
+            )));
+        }
+        self.state.shard = Some(info);
+        self.save_state()
     }
 
     /// Rows appended (and durable) so far.
@@ -543,7 +619,7 @@ impl IndexWriter {
         if !self.state.finished {
             self.build()?;
         }
-        commit(&self.staging, &self.out)?;
+        commit(&self.staging, &self.out, MANIFEST_FILE)?;
         Manifest::read(&self.out)
     }
 
@@ -562,92 +638,161 @@ impl IndexWriter {
         let staging = self.staging.clone();
 
         let keys = MappedF32::open(&staging.join(STAGED_KEYS_FILE), n * c.key_dim as u64)?;
-        let keys = keys.as_slice();
-        let mut index = KeyIndex::new(c.key_dim, &c.spec, nu)?;
-        if !index.is_trained() {
-            if nu == 0 {
-                return Err(Error::Spec {
-                    spec: c.spec.to_string(),
-                    reason: "needs training data and the index is empty".into(),
-                });
-            }
-            let sample = strided_sample(keys, c.key_dim, training_sample_size(index.factory(), nu));
-            let s = sample.len() / c.key_dim;
-            index.train_normalized(&sample).map_err(|e| Error::Spec {
-                spec: index.factory().to_string(),
-                reason: format!("training on {s} keys failed: {e}"),
-            })?;
+        let trained = c.trained.as_ref().map(TrainedQuantizer::open).transpose()?;
+        if let Some(t) = &trained {
+            c.check_trained(t)?;
         }
-        index.add_normalized(keys)?;
+        let index = build_key_index(keys.as_slice(), &c, trained.as_ref(), nu)?;
         index.write_faiss(&staging.join(KEYS_FILE))?;
+        drop(keys);
 
         // id -> row table
         let ids = MappedU64::open(&staging.join(IDS_FILE), n)?;
-        let mut pairs: Vec<(u64, u64)> = ids
-            .as_slice()
-            .iter()
-            .enumerate()
-            .map(|(row, &id)| (id, row as u64))
-            .collect();
-        pairs.sort_unstable();
-        if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(Error::DuplicateId(w[0].0));
-        }
-        let lp = staging.join(ID_LOOKUP_FILE);
-        {
-            let f = File::create(&lp).map_err(|e| Error::io(&lp, e))?;
-            let mut w = BufWriter::with_capacity(1 << 20, f);
-            for (id, row) in &pairs {
-                w.write_all(&id.to_le_bytes())
-                    .and_then(|_| w.write_all(&row.to_le_bytes()))
-                    .map_err(|e| Error::io(&lp, e))?;
-            }
-            let f = w.into_inner().map_err(|e| Error::io(&lp, e.into_error()))?;
-            f.sync_all().map_err(|e| Error::io(&lp, e))?;
-        }
-        drop(pairs);
+        write_id_lookup(&staging.join(ID_LOOKUP_FILE), ids.as_slice())?;
         let kp = staging.join(KEYS_FILE);
         File::open(&kp)
             .and_then(|f| f.sync_all())
             .map_err(|e| Error::io(&kp, e))?;
-
-        let mut files = std::collections::BTreeMap::new();
-        for name in DATA_FILES {
-            let entry: FileEntry = hash_file(&staging.join(name))?;
-            files.insert(name.to_string(), entry);
+        if !c.targets.is_f32() {
+            let staged = MappedF32::open(&staging.join(TARGETS_FILE), n * c.target_dim as u64)?;
+            let mut w = TargetsWriter::create(&staging, c.targets)?;
+            for row in staged.as_slice().chunks_exact(c.target_dim) {
+                w.push(row)?;
+            }
+            w.finish()?;
         }
-        let mut manifest = Manifest {
-            format: FORMAT_NAME.into(),
-            format_version: FORMAT_VERSION,
-            count: n,
-            key_dim: c.key_dim,
-            target_dim: c.target_dim,
-            metric: METRIC.into(),
-            keys_normalized: true,
-            spec: c.spec.to_string(),
-            faiss_factory: index.factory().to_string(),
-            search_defaults: index.default_params(),
-            key_model: c.key_model.clone(),
-            target_model: c.target_model.clone(),
-            files,
-            created_by: format!("knn-index {}", env!("CARGO_PKG_VERSION")),
-            manifest_xxh3: String::new(),
-        };
-        manifest.seal()?;
-        manifest.write(&staging)?;
+
+        seal_directory(
+            &staging,
+            SealedIndex {
+                count: n,
+                config: &c,
+                faiss_factory: index.factory(),
+                search_defaults: index.default_params(),
+                shard: self.state.shard.clone(),
+                trained_xxh3: trained.map(|t| t.manifest().file.xxh3.clone()),
+            },
+        )?;
         self.state.finished = true;
         self.save_state()?;
         let sk = staging.join(STAGED_KEYS_FILE);
         std::fs::remove_file(&sk).map_err(|e| Error::io(&sk, e))?;
+        if !c.targets.is_f32() {
+            // The staged f32 targets, now encoded.
+            let st = staging.join(TARGETS_FILE);
+            std::fs::remove_file(&st).map_err(|e| Error::io(&st, e))?;
+        }
         sync_dir(&staging)
     }
 }
 
-/// Swap the finished staging directory into `out`.
-fn commit(staging: &Path, out: &Path) -> Result<()> {
-    if !staging.join(MANIFEST_FILE).exists() {
+/// The FAISS index over `keys` (normalised, row-major): added to the trained quantizer when
+/// given, else built from `config.spec` and trained on a strided sample of the keys if needed.
+pub(crate) fn build_key_index(
+    keys: &[f32],
+    config: &IndexConfig,
+    trained: Option<&TrainedQuantizer>,
+    n: usize,
+) -> Result<KeyIndex> {
+    let mut index = match trained {
+        Some(t) => t.empty_index()?,
+        None => KeyIndex::new(config.key_dim, &config.spec, n)?,
+    };
+    if !index.is_trained() {
+        if n == 0 {
+            return Err(Error::Spec {
+                spec: config.spec.to_string(),
+                reason: "needs training data and the index is empty".into(),
+            });
+        }
+        let sample = strided_sample(
+            keys,
+            config.key_dim,
+            training_sample_size(index.factory(), n),
+        );
+        let s = sample.len() / config.key_dim;
+        index.train_normalized(&sample).map_err(|e| Error::Spec {
+            spec: index.factory().to_string(),
+            reason: format!("training on {s} keys failed: {e}"),
+        })?;
+    }
+    index.add_normalized(keys)?;
+    Ok(index)
+}
+
+/// Writes `id_lookup.u64` (`(id, row)` pairs sorted by id) for the row -> id table `ids`;
+/// refuses duplicate ids.
+pub(crate) fn write_id_lookup(path: &Path, ids: &[u64]) -> Result<()> {
+    let mut pairs: Vec<(u64, u64)> = ids
+        .iter()
+        .enumerate()
+        .map(|(row, &id)| (id, row as u64))
+        .collect();
+    pairs.sort_unstable();
+    if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(Error::DuplicateId(w[0].0));
+    }
+    let f = File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    for (id, row) in &pairs {
+        w.write_all(&id.to_le_bytes())
+            .and_then(|_| w.write_all(&row.to_le_bytes()))
+            .map_err(|e| Error::io(path, e))?;
+    }
+    let f = w
+        .into_inner()
+        .map_err(|e| Error::io(path, e.into_error()))?;
+    f.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// What the manifest of a finished directory records besides the files' checksums.
+pub(crate) struct SealedIndex<'a> {
+    pub(crate) count: u64,
+    pub(crate) config: &'a IndexConfig,
+    pub(crate) faiss_factory: &'a str,
+    pub(crate) search_defaults: SearchParams,
+    pub(crate) shard: Option<ShardInfo>,
+    pub(crate) trained_xxh3: Option<String>,
+}
+
+/// Hashes every data file of `dir` and writes its manifest.
+pub(crate) fn seal_directory(dir: &Path, index: SealedIndex<'_>) -> Result<Manifest> {
+    let mut files = std::collections::BTreeMap::new();
+    for name in crate::manifest::data_files(index.config.targets) {
+        let entry: FileEntry = hash_file(&dir.join(name))?;
+        files.insert(name.to_string(), entry);
+    }
+    let c = index.config;
+    let mut manifest = Manifest {
+        format: FORMAT_NAME.into(),
+        format_version: FORMAT_VERSION,
+        count: index.count,
+        key_dim: c.key_dim,
+        target_dim: c.target_dim,
+        metric: METRIC.into(),
+        keys_normalized: true,
+        spec: c.spec.to_string(),
+        faiss_factory: index.faiss_factory.to_string(),
+        search_defaults: index.search_defaults,
+        key_model: c.key_model.clone(),
+        target_model: c.target_model.clone(),
+        files,
+        created_by: format!("knn-index {}", env!("CARGO_PKG_VERSION")),
+        shard: index.shard,
+        target_encoding: c.targets,
+        trained_xxh3: index.trained_xxh3,
+        manifest_xxh3: String::new(),
+    };
+    manifest.seal()?;
+    manifest.write(dir)?;
+    Ok(manifest)
+}
+
+/// Swap the finished staging directory (it holds `marker`, the file written last) into `out`.
+pub(crate) fn commit(staging: &Path, out: &Path, marker: &str) -> Result<()> {
+    if !staging.join(marker).exists() {
         return Err(Error::Missing {
-            path: staging.join(MANIFEST_FILE),
+            path: staging.join(marker),
         });
     }
     match std::fs::symlink_metadata(out) {

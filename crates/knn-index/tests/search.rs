@@ -154,7 +154,7 @@ proptest! {
             prop_assert_eq!(hits[0].id, ids[row]);
             prop_assert_eq!(hits[0].row, row);
             prop_assert_eq!(hits[0].prompt, prompts[row].as_str());
-            prop_assert_eq!(hits[0].target, &targets[row * td..(row + 1) * td]);
+            prop_assert_eq!(&*hits[0].target, &targets[row * td..(row + 1) * td]);
         }
         let missing = (0..).find(|x| !ids.contains(x)).unwrap();
         prop_assert!(matches!(idx.prompt(missing), Err(Error::UnknownId(_))));

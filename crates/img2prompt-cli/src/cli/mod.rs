@@ -190,6 +190,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::EmbedImage(args) => embed::embed_image(&models, &args),
         Command::Index { action } => match action {
             IndexAction::Build(args) => index::build(&models, &args),
+            IndexAction::Train(args) => index::train(&models, &args),
+            IndexAction::Merge(args) => index::merge(&args),
+            IndexAction::Convert(args) => index::convert(&args),
         },
         Command::Head { action } => match action {
             HeadAction::Train(args) => head::train(&models, &args),

@@ -139,7 +139,7 @@ pub fn prompt_targets(
     let mut next = embedded.chunks_exact(dim.max(1));
     for p in prompts {
         match stored.get(p) {
-            Some(&row) => targets.extend_from_slice(payload.target(row)?),
+            Some(&row) => targets.extend_from_slice(&payload.target(row)?),
             None => targets.extend_from_slice(next.next().ok_or_else(|| {
                 Error::Backend("prompt targets: fewer embeddings than prompts".into())
             })?),
@@ -190,13 +190,15 @@ pub fn train_head_from_pairs(
     let prompts: Vec<&str> = pairs.iter().map(|p| p.prompt.as_str()).collect();
     let (targets, from_index) = prompt_targets(index, &prompts, sentence)?;
     let text_keys;
+    let text_targets;
     let text = match options.text_weight {
         Some(weight) => {
             let n = index.len();
             text_keys = index.keys_in_rows(0, n)?.1;
+            text_targets = index.payload().targets();
             Some(TextMix {
                 keys: &text_keys,
-                targets: index.payload().targets(),
+                targets: &text_targets,
                 n,
                 weight,
                 shift_to_images: options.shift_text,

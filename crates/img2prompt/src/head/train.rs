@@ -472,7 +472,7 @@ pub fn train_head_on_index_with_progress(
     }
     let (_, keys) = index.keys_in_rows(0, n)?;
     let targets = index.payload().targets();
-    let (head, report) = train_head_with_progress(&keys, targets, n, config, device, progress)?;
+    let (head, report) = train_head_with_progress(&keys, &targets, n, config, device, progress)?;
     let record = report.training_record(TrainingSource::Text, 0, report.n_train, None);
     Ok((head.with_training(Some(record)), report))
 }
