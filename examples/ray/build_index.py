@@ -43,7 +43,7 @@ disagree). Each attempt's output is appended to ``WORK/logs/shard-I.log``.
 
 Test hook: with ``IMG2PROMPT_RAY_FAIL_ONCE=DIR`` in the driver's environment, the first
 attempt of shard 1 (shard 0 when ``--shards 1``) creates ``DIR/failed-once``, starts its
-build, kills it (SIGKILL) once the build has staged output or after a few seconds, and
+build, kills it (SIGKILL) as soon as the build has made rows durable (or after a few seconds), and
 raises; since the marker then exists, the retry runs normally and must succeed. The
 integration test (crates/img2prompt-cli/tests/ray_build.rs) uses it to prove that a failed
 shard is retried and resumes. Do not set it otherwise.
@@ -77,9 +77,8 @@ TRAINED_SPECS = frozenset({"ivf", "ivf-pq"})
 # Lines of a failed subprocess's output carried by the exception (and so shown by Ray).
 STDERR_TAIL_LINES = 25
 STDERR_TAIL_CHARS = 4000
-# The test hook kills its build this long after the build has staged output (or, failing
-# that, after FAIL_ONCE_MAX_S).
-FAIL_ONCE_AFTER_STAGING_S = 0.5
+# The test hook kills its build as soon as it has made rows durable (or, failing that, after
+# FAIL_ONCE_MAX_S).
 FAIL_ONCE_MAX_S = 8.0
 MANIFEST = "manifest.json"
 
@@ -233,16 +232,25 @@ def _is_complete(out_dir: str) -> bool:
     return os.path.isfile(os.path.join(out_dir, MANIFEST))
 
 
+def _staged_rows(staging: Path) -> int:
+    """Rows an interrupted build has made durable so far (0 when unknown)."""
+    try:
+        with open(staging / "staging.json", encoding="utf-8") as f:
+            rows = json.load(f).get("rows", 0)
+        return rows if isinstance(rows, int) else 0
+    except (OSError, ValueError):
+        return 0
+
+
 def _kill_part_way(proc: subprocess.Popen[bytes], out_dir: str) -> None:
-    """Test hook: SIGKILLs ``proc`` shortly after it has staged output (or after a while)."""
+    """Test hook: SIGKILLs ``proc`` as soon as it has made rows durable (or after a while)."""
     out = Path(out_dir)
     staging = out.parent / f".{out.name}.knn-staging"  # knn-index's staging directory
     deadline = time.monotonic() + FAIL_ONCE_MAX_S
     while time.monotonic() < deadline and proc.poll() is None:
-        if staging.is_dir():
-            time.sleep(FAIL_ONCE_AFTER_STAGING_S)
+        if _staged_rows(staging) > 0:
             break
-        time.sleep(0.05)
+        time.sleep(0.01)
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -275,6 +275,12 @@ fn ray_driver_with_a_retried_shard_builds_what_a_single_build_builds() {
         .find(|l| l.starts_with(&format!("shard 1/{SHARDS}:")))
         .unwrap_or_else(|| panic!("no summary line for shard 1:\n{log}"));
     assert!(shard1.contains("2 attempts"), "{shard1}\n{log}");
+    // The retry resumed from the rows the killed attempt had made durable.
+    let shard1_log = std::fs::read_to_string(work.join("logs/shard-1.log")).unwrap();
+    assert!(
+        shard1_log.contains("resumed from"),
+        "shard 1 did not resume:\n{shard1_log}"
+    );
     for i in [0, 2] {
         let line = log
             .lines()

@@ -211,8 +211,8 @@ fn check_shards(shards: &[PromptIndex]) -> Result<(Manifest, u64)> {
         if m.target_encoding != m0.target_encoding {
             return Err(differ(
                 "target encodings",
-                &m0.target_encoding,
-                &m.target_encoding,
+                &m0.target_encoding.to_string(),
+                &m.target_encoding.to_string(),
             ));
         }
         if m.trained_xxh3 != m0.trained_xxh3 {
