@@ -46,6 +46,15 @@ fn tiny_demo_report_agrees_with_eval_and_predict() {
     assert!(sheet.width() > 200 && sheet.height() > 200);
     let n_test = report["n_test"].as_u64().unwrap() as usize;
     assert_eq!(n_test, 100);
+    // The default text (the neighbour nearest the prediction) beats the best neighbour's.
+    for split in ["test", "cross_domain"] {
+        let nearest = report[split]["text_score"].as_f64().unwrap();
+        let best = report[split]["text_score_best_neighbour"].as_f64().unwrap();
+        assert!(
+            nearest > best,
+            "{split}: nearest {nearest} vs best neighbour {best}"
+        );
+    }
 
     // eval over the exported test pairs recomputes the report's test rows.
     let pairs = out.join("pairs/test.jsonl");

@@ -179,7 +179,6 @@ fn build_train_predict_eval_agree_with_the_library() {
             // Same prompt, or a tie within rounding.
             assert!((cosine(q, &keys[row * kd..(row + 1) * kd]) - expected[rank].1).abs() < 1e-4);
         }
-        assert_eq!(line["prompt"], neighbours[0]["prompt"]);
         // The documented fusion of those neighbours' targets and the head's output.
         let hits: Vec<(f32, &[f32])> = neighbours
             .iter()
@@ -209,6 +208,22 @@ fn build_train_predict_eval_agree_with_the_library() {
         assert_eq!(embedding.len(), 384);
         assert!(cosine(&embedding, &fused.embedding) > 0.9999);
         assert_eq!(npy_rows[i], embedding);
+        // The text: the neighbour whose own sentence embedding is nearest the prediction.
+        let nearest = hits
+            .iter()
+            .enumerate()
+            .map(|(j, (_, t))| (j, cosine(&fused.embedding, t)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap();
+        let chosen = row_of[line["prompt"].as_str().unwrap()];
+        let chosen_cos = cosine(&fused.embedding, &targets[chosen * td..(chosen + 1) * td]);
+        assert!(
+            (chosen_cos - nearest.1).abs() < 1e-5,
+            "image {i}: text {:?} ({chosen_cos}) is not the nearest neighbour {:?} ({})",
+            line["prompt"],
+            neighbours[nearest.0]["prompt"],
+            nearest.1
+        );
         let weights: Vec<f64> = neighbours
             .iter()
             .map(|n| n["weight"].as_f64().unwrap())
@@ -263,13 +278,22 @@ fn build_train_predict_eval_agree_with_the_library() {
         (reported - fused_from_predict).abs() < 1e-4,
         "{reported} vs {fused_from_predict}"
     );
-    let best_target = |i: usize| {
-        let p = lines[i]["neighbors"][0]["prompt"].as_str().unwrap();
-        &targets[row_of[p] * td..(row_of[p] + 1) * td]
-    };
-    let text_from_predict = mean(&|i| cosine(best_target(i), truths[i]));
+    let target_of = |p: &str| &targets[row_of[p] * td..(row_of[p] + 1) * td];
+    // The texts predict printed (its default choice, at the same k and blend as eval's).
+    let text_from_predict =
+        mean(&|i| cosine(target_of(lines[i]["prompt"].as_str().unwrap()), truths[i]));
+    assert_eq!(report["text_mode"], "nearest");
     assert!((report["text_score"].as_f64().unwrap() - text_from_predict).abs() < 1e-4);
-    assert!((report["knn"]["1"].as_f64().unwrap() - text_from_predict).abs() < 1e-4);
+    assert!((report["text_scores"]["nearest"].as_f64().unwrap() - text_from_predict).abs() < 1e-4);
+    let best_from_predict = mean(&|i| {
+        cosine(
+            target_of(lines[i]["neighbors"][0]["prompt"].as_str().unwrap()),
+            truths[i],
+        )
+    });
+    let best = report["text_scores"]["best-neighbour"].as_f64().unwrap();
+    assert!((best - best_from_predict).abs() < 1e-4);
+    assert!((report["knn"]["1"].as_f64().unwrap() - best_from_predict).abs() < 1e-4);
     let head_from_library = mean(&|i| cosine(&head_out[i * td..(i + 1) * td], truths[i]));
     assert!((report["clip_head"].as_f64().unwrap() - head_from_library).abs() < 1e-4);
     assert_eq!(report["n"], images.len());

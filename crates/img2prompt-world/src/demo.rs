@@ -14,6 +14,7 @@ use img2prompt::components::{
     ClipImageEmbedder, ClipTextEmbedder, ImageEmbedder, IndexSearch, SentenceTextEmbedder,
     TextEmbedder,
 };
+use img2prompt::compose::PromptChoice;
 use img2prompt::eval::{EvalOptions, EvalReport, EvalSet};
 use img2prompt::head::{
     ClipHead, HeadTrainConfig, HeadTraining, PairTrainOptions, image_cache_path,
@@ -117,8 +118,12 @@ pub struct SplitScores {
     pub fused_tuned: TunedScore,
     /// Fused at k = 100 per KNN share.
     pub fused_by_weight: BTreeMap<String, f64>,
-    /// Cosine of the output prompt text's (best neighbour's) own sentence embedding.
+    /// Cosine of the output prompt text's own sentence embedding: `predict`'s default text, the
+    /// neighbour nearest the (paper-blend) prediction.
     pub text_score: f64,
+    /// The same for the best neighbour's prompt (the search's first hit), the text before.
+    #[serde(default)]
+    pub text_score_best_neighbour: f64,
     /// Image -> prompt retrieval: share of images whose own prompt's key is the nearest among
     /// the split's prompts (zero-shot top-1 of the CLIP model on this split).
     pub clip_retrieval_top1: f64,
@@ -137,7 +142,7 @@ pub struct DemoReport {
     pub fused_paper: f64,
     /// Test split: fused at the validation-tuned setting.
     pub fused_tuned: TunedScore,
-    /// Test split: best neighbour's prompt text score.
+    /// Test split: text score of `predict`'s default text (the neighbour nearest the prediction).
     pub text_score: f64,
     /// Test pairs.
     pub n_test: usize,
@@ -201,9 +206,15 @@ impl DemoReport {
         );
         row(
             &mut s,
-            "text score (best neighbour's prompt)",
+            "text score (neighbour nearest the prediction)",
             t.text_score,
             c.text_score,
+        );
+        row(
+            &mut s,
+            "text score (best neighbour by key)",
+            t.text_score_best_neighbour,
+            c.text_score_best_neighbour,
         );
         row(
             &mut s,
@@ -469,17 +480,26 @@ pub fn run_demo(
         .take(options.sheet_images)
         .map(|(i, (image, scene))| {
             let q = &test_queries[i];
-            let fused = best.fuse(&q.neighbours, q.head);
+            let fused = best.fuse(&q.neighbours, q.head).ok();
             let score = fused
-                .ok()
+                .as_ref()
                 .and_then(|f| prompt_fusion::cosine(&f.embedding, q.truth).ok());
+            // The text `predict` gives: the neighbour nearest the (shown) prediction.
+            let hits = &test_set.hits[i];
+            let predicted = fused
+                .and_then(|f| {
+                    PromptChoice::default().pick(
+                        &f.embedding,
+                        hits.iter().take(best.k).map(|h| h.target.as_slice()),
+                    )
+                })
+                .and_then(|j| hits.get(j))
+                .map(|h| h.prompt.clone())
+                .unwrap_or_default();
             SheetEntry {
                 image,
                 truth: scene.prompt(),
-                predicted: test_set.hits[i]
-                    .first()
-                    .map(|h| h.prompt.clone())
-                    .unwrap_or_default(),
+                predicted,
                 score,
             }
         })
@@ -576,6 +596,11 @@ fn split_scores(set: &EvalSet, tuned: &FusionConfig, retrieval_top1: f64) -> Res
         },
         fused_by_weight: report.fused,
         text_score: report.text_score,
+        text_score_best_neighbour: report
+            .text_scores
+            .get(PromptChoice::BestNeighbour.name())
+            .copied()
+            .unwrap_or(f64::NAN),
         clip_retrieval_top1: retrieval_top1,
         n: report.n,
     })

@@ -17,6 +17,7 @@ use prompt_fusion::{
 use serde::{Deserialize, Serialize};
 
 use crate::components::{EmbeddingHead, Hit, NeighbourSearch};
+use crate::compose::PromptChoice;
 use crate::error::{Error, Result};
 
 /// One image with the prompt that made it.
@@ -199,10 +200,16 @@ pub struct EvalReport {
     pub fused_k: usize,
     /// Mean cosine of the fused prediction per KNN share (keys like `"0.6"`); absent without a head.
     pub fused: BTreeMap<String, f64>,
-    /// Mean cosine of the output prompt texts' own sentence embeddings.
+    /// Mean cosine of the output prompt texts' own sentence embeddings (the texts `predict`
+    /// prints: composed ones when given, else the default [`PromptChoice`]'s).
     pub text_score: f64,
-    /// How the output prompt texts were chosen (`best-neighbour` or `compose`).
+    /// How the output prompt texts were chosen (`nearest`, `best-neighbour` or `compose`).
     pub text_mode: String,
+    /// The text score of every way of choosing the text that was evaluated (each
+    /// [`PromptChoice`] by name, at `fused_k` with the paper's 0.6 / 0.4 blend, and `compose`
+    /// when given).
+    #[serde(default)]
+    pub text_scores: BTreeMap<String, f64>,
     /// What the evaluated head was trained on, when its file records it (filled in by the
     /// caller that loaded the head; [`EvalSet::report`] leaves it `None`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -228,13 +235,25 @@ impl EvalReport {
         for (w, s) in &self.fused {
             out += &format!("{:<28} {:>5} {:>6} {:>12.4}\n", "fused", self.fused_k, w, s);
         }
-        out += &format!(
-            "{:<28} {:>5} {:>6} {:>12.4}\n",
-            format!("text score ({})", self.text_mode),
-            "-",
-            "-",
-            self.text_score
-        );
+        if self.text_scores.is_empty() {
+            out += &format!(
+                "{:<28} {:>5} {:>6} {:>12.4}\n",
+                format!("text score ({})", self.text_mode),
+                "-",
+                "-",
+                self.text_score
+            );
+        }
+        for (mode, score) in &self.text_scores {
+            let default = if *mode == self.text_mode { " *" } else { "" };
+            out += &format!(
+                "{:<28} {:>5} {:>6} {:>12.4}\n",
+                format!("text score ({mode}){default}"),
+                "-",
+                "-",
+                score
+            );
+        }
         out += &format!("({} image-prompt pairs)\n", self.n);
         if let Some(training) = &self.head_training {
             out += &format!("(head trained on {training})\n");
@@ -370,26 +389,39 @@ impl EvalSet {
             }
             None => None,
         };
+        // Each way of picking a neighbour's prompt among the `fused_k` neighbours, for the
+        // prediction `predict` makes by default (the paper's blend at `fused_k`): the picked
+        // prompt's stored target is its sentence embedding.
+        let paper = config(options.fused_k, BlendWeights::knn_share(0.6));
+        let mut text_scores = BTreeMap::new();
+        for choice in PromptChoice::ALL {
+            let mut picked: Vec<&[f32]> = Vec::with_capacity(self.len());
+            for (q, hits) in queries.iter().zip(&self.hits) {
+                let fused = paper.fuse(&q.neighbours, q.head)?;
+                let i = choice
+                    .pick(
+                        &fused.embedding,
+                        hits.iter()
+                            .take(options.fused_k)
+                            .map(|h| h.target.as_slice()),
+                    )
+                    .ok_or(prompt_fusion::FusionError::NoNeighbours)?;
+                picked.push(hits[i].target.as_slice());
+            }
+            text_scores.insert(
+                choice.name().to_string(),
+                mean_cosine(picked.into_iter(), &self.truths)?,
+            );
+        }
+        let default = PromptChoice::default().name();
         let (text_score, text_mode) = match texts {
             Some(flat) => {
                 let td = self.truths.first().map_or(1, Vec::len);
-                (mean_cosine(flat.chunks_exact(td), &self.truths)?, "compose")
+                let score = mean_cosine(flat.chunks_exact(td), &self.truths)?;
+                text_scores.insert("compose".to_string(), score);
+                (score, "compose")
             }
-            None => {
-                let best: Vec<&[f32]> = self
-                    .hits
-                    .iter()
-                    .map(|h| {
-                        h.first()
-                            .map(|h| h.target.as_slice())
-                            .ok_or(prompt_fusion::FusionError::NoNeighbours)
-                    })
-                    .collect::<std::result::Result<_, _>>()?;
-                (
-                    mean_cosine(best.into_iter(), &self.truths)?,
-                    "best-neighbour",
-                )
-            }
+            None => (text_scores.get(default).copied().unwrap_or(0.0), default),
         };
         Ok(EvalReport {
             n: self.len(),
@@ -399,6 +431,7 @@ impl EvalSet {
             fused,
             text_score,
             text_mode: text_mode.to_string(),
+            text_scores,
             head_training: None,
         })
     }
@@ -501,11 +534,19 @@ mod tests {
         let f = [0.5 * u[0], 0.5 * u[1] + 0.5];
         let expected = f[0] / (f[0] * f[0] + f[1] * f[1]).sqrt();
         assert!((r.fused["0.5"] - expected).abs() < 1e-6, "{:?}", r.fused);
-        assert!((r.text_score - 1.0).abs() < 1e-6);
-        assert_eq!(r.text_mode, "best-neighbour");
+        // Texts: the best neighbour's is the truth; the paper's 0.6 / 0.4 blend at k = 2,
+        // 0.6 u + 0.4 [0, 1] = [0.569, 0.590], is nearer the second neighbour's [0, 1], whose
+        // text scores 0. The default is the nearest.
+        assert!((r.text_scores["best-neighbour"] - 1.0).abs() < 1e-6);
+        assert!(r.text_scores["nearest"].abs() < 1e-6);
+        assert_eq!(r.text_mode, "nearest");
+        assert_eq!(r.text_score, r.text_scores["nearest"]);
         assert!(r.table().contains("CLIP head only"));
+        assert!(r.table().contains("text score (nearest) *"));
         let composed = set.report(&options, Some(&[0.0, 1.0])).unwrap();
         assert!(composed.text_score.abs() < 1e-6);
+        assert_eq!(composed.text_mode, "compose");
+        assert_eq!(composed.text_scores.len(), 3);
     }
 
     #[test]

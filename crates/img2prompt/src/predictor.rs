@@ -20,7 +20,7 @@ use crate::components::{
     ClipImageEmbedder, EmbeddingHead, Fusion, Hit, ImageEmbedder, IndexSearch, NeighbourSearch,
     SentenceTextEmbedder, TextEmbedder,
 };
-use crate::compose::{ComposeOptions, compose_prompt};
+use crate::compose::{ComposeOptions, PromptChoice, compose_prompt};
 use crate::error::{Error, Result};
 use crate::head::{ClipHead, HEAD_FILE};
 use crate::index_models::IndexModels;
@@ -33,9 +33,12 @@ pub struct OpenOptions {
     pub fusion: FusionConfig,
     /// Ignore `head.safetensors` even when present (KNN prediction only).
     pub no_head: bool,
-    /// Compose prompt texts from the neighbours' phrases instead of the best neighbour's prompt
-    /// (needs the sentence model in [`IndexModels`]).
+    /// Compose prompt texts from the neighbours' phrases instead of picking a neighbour's
+    /// prompt (needs the sentence model in [`IndexModels`]).
     pub compose: Option<ComposeOptions>,
+    /// Which neighbour's prompt is the text when not composing (default: the one nearest the
+    /// fused prediction).
+    pub prompt: PromptChoice,
 }
 
 impl OpenOptions {
@@ -51,9 +54,15 @@ impl OpenOptions {
         self
     }
 
-    /// These options composing prompt texts (`Some`) or returning the best neighbour's.
+    /// These options composing prompt texts (`Some`) or picking a neighbour's.
     pub fn with_compose(mut self, compose: Option<ComposeOptions>) -> Self {
         self.compose = compose;
+        self
+    }
+
+    /// These options picking the prompt text by `prompt` (when not composing).
+    pub fn with_prompt(mut self, prompt: PromptChoice) -> Self {
+        self.prompt = prompt;
         self
     }
 }
@@ -80,15 +89,16 @@ pub struct Prediction {
     pub head: Option<Vec<f32>>,
     /// The neighbours searched (the fusion's `k`), best first, with the weights used.
     pub neighbours: Vec<PredictedNeighbour>,
-    /// The prompt text: the best neighbour's prompt, or the composed prompt with composing on.
+    /// The prompt text: a neighbour's prompt picked by the predictor's [`PromptChoice`], or the
+    /// composed prompt with composing on.
     pub prompt: String,
 }
 
 /// How the prompt text of a prediction is chosen.
 #[derive(Clone)]
 enum PromptText {
-    /// The best neighbour's prompt.
-    BestNeighbour,
+    /// A neighbour's prompt.
+    Pick(PromptChoice),
     /// Phrases of the neighbours composed to match the embedding (see [`crate::compose`]).
     Compose(Arc<dyn TextEmbedder>, ComposeOptions),
 }
@@ -112,9 +122,17 @@ pub struct PredictorBuilder {
     head: Option<Arc<dyn EmbeddingHead>>,
     fusion: Option<Arc<dyn Fusion>>,
     compose: Option<(Arc<dyn TextEmbedder>, ComposeOptions)>,
+    prompt: PromptChoice,
 }
 
 impl PredictorBuilder {
+    /// Which neighbour's prompt is the text when not composing (default
+    /// [`PromptChoice::NearestToPrediction`]).
+    pub fn prompt_choice(mut self, prompt: PromptChoice) -> Self {
+        self.prompt = prompt;
+        self
+    }
+
     /// The image embedder (required): CLIP's image tower or any [`ImageEmbedder`].
     pub fn image_encoder(mut self, embedder: impl ImageEmbedder + 'static) -> Self {
         self.image = Some(Arc::new(embedder));
@@ -214,7 +232,7 @@ impl PredictorBuilder {
             )?;
         }
         let prompt_text = match self.compose {
-            None => PromptText::BestNeighbour,
+            None => PromptText::Pick(self.prompt),
             Some((sentence, options)) => {
                 check_width(
                     "sentence model vs index targets",
@@ -272,7 +290,8 @@ impl Predictor {
         let mut builder = Predictor::builder()
             .image_encoder(ClipImageEmbedder::load(&models.clip, device)?)
             .index(IndexSearch::open(index_dir)?)
-            .fusion(options.fusion);
+            .fusion(options.fusion)
+            .prompt_choice(options.prompt);
         if !options.no_head && index_dir.join(HEAD_FILE).is_file() {
             builder = builder.head(ClipHead::load(index_dir, device)?);
         }
@@ -384,7 +403,11 @@ impl Predictor {
     fn finish(&self, hits: Vec<Hit>, head: Option<Vec<f32>>) -> Result<Prediction> {
         let fused = self.fusion.fuse(&hits, head.as_deref())?;
         let prompt = match &self.prompt_text {
-            PromptText::BestNeighbour => hits.first().map(|h| h.prompt.clone()).unwrap_or_default(),
+            PromptText::Pick(choice) => choice
+                .pick(&fused.embedding, hits.iter().map(|h| h.target.as_slice()))
+                .and_then(|i| hits.get(i))
+                .map(|h| h.prompt.clone())
+                .unwrap_or_default(),
             PromptText::Compose(sentence, options) => {
                 let prompts: Vec<&str> = hits.iter().map(|h| h.prompt.as_str()).collect();
                 compose_prompt(&fused.embedding, &prompts, sentence.as_ref(), options)?.text

@@ -24,7 +24,8 @@ pub struct EvalArgs {
     /// Also write the table as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Score composed prompt texts (see `predict --compose`) instead of the best neighbour's.
+    /// Also score composed prompt texts (see `predict --compose`); the table always has the
+    /// text score of each `--text` choice.
     #[arg(long)]
     pub compose: bool,
     /// Model overrides; `--k` is the k of the fused rows (weights are the table's columns).

@@ -20,6 +20,7 @@ pub use predict::PredictArgs;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
+use img2prompt::compose::PromptChoice;
 use img2prompt::index_models::IndexModel;
 use img2prompt::{Backend, Error, Result};
 
@@ -102,7 +103,8 @@ pub struct RuntimeArgs {
     pub batch: usize,
 }
 
-/// Fusion options shared by `predict` and `eval`, and the model overrides of an index.
+/// Fusion options shared by `predict`, `eval` and `serve`, the prompt choice, and the model
+/// overrides of an index.
 #[derive(Debug, Clone, Args)]
 pub struct FusionArgs {
     /// Neighbours aggregated into the KNN prediction.
@@ -117,6 +119,10 @@ pub struct FusionArgs {
     /// Ignore the index's head.safetensors (KNN prediction only).
     #[arg(long)]
     pub no_head: bool,
+    /// Which neighbour's prompt is the text: `nearest` (its sentence embedding is closest to
+    /// the prediction) or `best-neighbour` (its key is closest to the image).
+    #[arg(long, default_value_t = PromptChoice::NearestToPrediction)]
+    pub text: PromptChoice,
     /// CLIP checkpoint (directory or cache name); default: the one the index manifest names.
     #[arg(long)]
     pub clip: Option<String>,

@@ -25,7 +25,7 @@ pub struct PredictArgs {
     #[command(flatten)]
     pub fusion: FusionArgs,
     /// Compose the prompt text from the neighbours' phrases (greedy, maximising the sentence
-    /// cosine to the predicted embedding) instead of printing the best neighbour's prompt.
+    /// cosine to the predicted embedding) instead of printing a neighbour's prompt (`--text`).
     #[arg(long)]
     pub compose: bool,
     /// Also write the predicted embeddings as float32 .npy [n, d], rows in argument order.
@@ -138,7 +138,8 @@ impl FusionArgs {
         Ok(OpenOptions::default()
             .with_fusion(self.config()?)
             .with_no_head(self.no_head)
-            .with_compose(compose))
+            .with_compose(compose)
+            .with_prompt(self.text))
     }
 
     /// The index's checkpoints: `--clip` / `--sentence` or the ones its manifest records (the
