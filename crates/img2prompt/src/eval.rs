@@ -352,8 +352,8 @@ impl EvalSet {
     }
 
     /// The table. `texts` are the output prompts' own sentence embeddings (flat) when they are
-    /// not simply the best neighbours' (e.g. composed prompts); `None` scores the best
-    /// neighbour's stored target, which *is* its prompt's sentence embedding.
+    /// not a neighbour's prompt (e.g. composed prompts); every [`PromptChoice`] is scored too,
+    /// by the picked neighbour's stored target, which *is* its prompt's sentence embedding.
     pub fn report(&self, options: &EvalOptions, texts: Option<&[f32]>) -> Result<EvalReport> {
         let queries = self.queries();
         let config = |k: usize, weights: BlendWeights| FusionConfig {

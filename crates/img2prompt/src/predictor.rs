@@ -178,7 +178,7 @@ impl PredictorBuilder {
     }
 
     /// Compose the prompt text from the neighbours' phrases with this sentence model (the one
-    /// that made the index's targets) instead of returning the best neighbour's prompt.
+    /// that made the index's targets) instead of picking a neighbour's prompt.
     pub fn compose(
         mut self,
         sentence: impl TextEmbedder + 'static,
