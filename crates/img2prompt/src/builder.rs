@@ -389,10 +389,7 @@ impl<'a> IndexBuilder<'a> {
         };
         if self.shard.is_some()
             && trained.is_none()
-            && spec
-                .factory_string(1024, self.key_encoder.dim())
-                .split(',')
-                .any(|p| p.trim_start().starts_with("IVF"))
+            && knn_index::is_ivf_factory(&spec.factory_string(1024, self.key_encoder.dim()))
         {
             return Err(Error::invalid(
                 "trained",

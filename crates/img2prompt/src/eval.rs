@@ -393,14 +393,17 @@ impl EvalSet {
         // prediction `predict` makes by default (the paper's blend at `fused_k`): the picked
         // prompt's stored target is its sentence embedding.
         let paper = config(options.fused_k, BlendWeights::knn_share(0.6));
+        let predictions = queries
+            .iter()
+            .map(|q| paper.fuse(&q.neighbours, q.head).map(|f| f.embedding))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let mut text_scores = BTreeMap::new();
         for choice in PromptChoice::ALL {
             let mut picked: Vec<&[f32]> = Vec::with_capacity(self.len());
-            for (q, hits) in queries.iter().zip(&self.hits) {
-                let fused = paper.fuse(&q.neighbours, q.head)?;
+            for (prediction, hits) in predictions.iter().zip(&self.hits) {
                 let i = choice
                     .pick(
-                        &fused.embedding,
+                        prediction,
                         hits.iter()
                             .take(options.fused_k)
                             .map(|h| h.target.as_slice()),

@@ -125,6 +125,44 @@ fn exact_truth(
     Ok(ids)
 }
 
+/// Queries per second at batch 1 (`QUERIES_BATCH_1` queries) and at batch 256
+/// (`QUERIES_BATCH_256` queries).
+fn queries_per_second(
+    index: &PromptIndex,
+    queries: &[f32],
+    params: &SearchParams,
+) -> Result<(f64, f64), Error> {
+    let t = Instant::now();
+    for q in queries.chunks_exact(DIM).take(QUERIES_BATCH_1) {
+        index.search_with(q, K, params)?;
+    }
+    let batch_1 = QUERIES_BATCH_1 as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for b in queries.chunks(256 * DIM).take(QUERIES_BATCH_256 / 256) {
+        index.search_with(b, K, params)?;
+    }
+    Ok((
+        batch_1,
+        QUERIES_BATCH_256 as f64 / t.elapsed().as_secs_f64(),
+    ))
+}
+
+/// Share of the exact top-10 of the first `RECALL_QUERIES` queries that `index` finds.
+fn recall_at_10(
+    index: &PromptIndex,
+    queries: &[f32],
+    truth: &[Vec<u64>],
+    params: &SearchParams,
+) -> Result<f64, Error> {
+    let got = index.search_with(&queries[..RECALL_QUERIES * DIM], K, params)?;
+    let hits: usize = truth
+        .iter()
+        .zip(&got)
+        .map(|(t, g)| g.iter().filter(|(id, _)| t.contains(id)).count())
+        .sum();
+    Ok(hits as f64 / (RECALL_QUERIES * K) as f64)
+}
+
 /// `search DIR [N]`: the merged index measured in this (fresh) process.
 fn search(dir: &Path, n: usize) -> Result<(), Error> {
     // The queries and their exact neighbours are made once (the generator's 100k cluster
@@ -166,31 +204,12 @@ fn search(dir: &Path, n: usize) -> Result<(), Error> {
             nprobe: Some(nprobe),
             ef_search: None,
         };
-        let t = Instant::now();
-        for q in queries.chunks_exact(DIM).take(QUERIES_BATCH_1) {
-            index.search_with(q, K, &p)?;
-        }
-        put(
-            &format!("nprobe_{nprobe}_qps_batch_1"),
-            (QUERIES_BATCH_1 as f64 / t.elapsed().as_secs_f64()).into(),
-        );
-        let t = Instant::now();
-        for b in queries.chunks(256 * DIM).take(QUERIES_BATCH_256 / 256) {
-            index.search_with(b, K, &p)?;
-        }
-        put(
-            &format!("nprobe_{nprobe}_qps_batch_256"),
-            (QUERIES_BATCH_256 as f64 / t.elapsed().as_secs_f64()).into(),
-        );
-        let got = index.search_with(&queries[..RECALL_QUERIES * DIM], K, &p)?;
-        let hits: usize = truth
-            .iter()
-            .zip(&got)
-            .map(|(t, g)| g.iter().filter(|(id, _)| t.contains(id)).count())
-            .sum();
+        let (qps_1, qps_256) = queries_per_second(&index, &queries, &p)?;
+        put(&format!("nprobe_{nprobe}_qps_batch_1"), qps_1.into());
+        put(&format!("nprobe_{nprobe}_qps_batch_256"), qps_256.into());
         put(
             &format!("nprobe_{nprobe}_recall_at_10"),
-            (hits as f64 / (RECALL_QUERIES * K) as f64).into(),
+            recall_at_10(&index, &queries, &truth, &p)?.into(),
         );
         put(
             &format!("nprobe_{nprobe}_rss_anon_kib"),
@@ -330,22 +349,9 @@ fn main() -> Result<(), Error> {
 
     let queries = keys(&centres, 0, QUERIES_BATCH_256.max(QUERIES_BATCH_1), 900_000);
     let p = SearchParams::default();
-    let t = Instant::now();
-    for q in queries.chunks_exact(DIM).take(QUERIES_BATCH_1) {
-        index.search_with(q, K, &p)?;
-    }
-    put(
-        "qps_batch_1",
-        (QUERIES_BATCH_1 as f64 / t.elapsed().as_secs_f64()).into(),
-    );
-    let t = Instant::now();
-    for b in queries.chunks(256 * DIM).take(QUERIES_BATCH_256 / 256) {
-        index.search_with(b, K, &p)?;
-    }
-    put(
-        "qps_batch_256",
-        (QUERIES_BATCH_256 as f64 / t.elapsed().as_secs_f64()).into(),
-    );
+    let (qps_1, qps_256) = queries_per_second(&index, &queries, &p)?;
+    put("qps_batch_1", qps_1.into());
+    put("qps_batch_256", qps_256.into());
     put(
         "rss_anon_searching_kib",
         (status_kib("RssAnon:").saturating_sub(anon0)).into(),
@@ -359,15 +365,9 @@ fn main() -> Result<(), Error> {
     let t = Instant::now();
     let truth = exact_truth(&dir, &centres, n, &queries)?;
     put("exact_truth_s", t.elapsed().as_secs_f64().into());
-    let got = index.search_with(&queries[..RECALL_QUERIES * DIM], K, &p)?;
-    let hits: usize = truth
-        .iter()
-        .zip(&got)
-        .map(|(t, g)| g.iter().filter(|(id, _)| t.contains(id)).count())
-        .sum();
     put(
         "recall_at_10_default_nprobe",
-        (hits as f64 / (RECALL_QUERIES * K) as f64).into(),
+        recall_at_10(&index, &queries, &truth, &p)?.into(),
     );
     put("peak_rss_kib", status_kib("VmHWM:").into());
     println!("{}", serde_json::Value::Object(report));

@@ -7,9 +7,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{MANIFEST_FILE, Manifest, sync_dir};
 use crate::store::PromptIndex;
 use crate::targets::{TargetEncoding, TargetsWriter};
-use crate::writer::{
-    BuildLock, IndexConfig, SealedIndex, commit, remove_dir_if_exists, seal_directory, sibling_path,
-};
+use crate::writer::{BuildLock, IndexConfig, SealedIndex, commit, fresh_staging, seal_directory};
 
 /// Writes at `out` the index `src` with its target vectors stored in `encoding` (everything
 /// else copied as is; the shard record and trained-quantizer checksum are kept), replacing an
@@ -27,9 +25,7 @@ pub fn convert_targets(
     let index = PromptIndex::open(src)?;
     let m = index.manifest().clone();
     let lock = BuildLock::acquire(out)?;
-    let staging = sibling_path(out, ".knn-converting")?;
-    remove_dir_if_exists(&staging)?;
-    std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+    let staging = fresh_staging(out, ".knn-converting")?;
     for name in m.data_files() {
         if m.target_encoding.files().contains(&name) {
             continue;

@@ -52,29 +52,55 @@ pub(crate) fn normalized_rows(rows: &[f32], dim: usize, what: &'static str) -> R
     Ok(out)
 }
 
-/// Whether a factory string builds an IVF index (whose inverted lists can stay on disk).
-pub(crate) fn is_ivf_factory(factory: &str) -> bool {
+/// Whether a FAISS factory string builds an IVF index (one that needs training, whose inverted
+/// lists can stay on disk, and whose shards must share one trained quantizer).
+pub fn is_ivf_factory(factory: &str) -> bool {
     factory
         .split(',')
         .any(|part| part.trim_start().starts_with("IVF"))
 }
 
+/// The list count of an IVF factory string (`IVF<n>,...`), if it spells one.
+pub(crate) fn factory_nlist(factory: &str) -> Option<usize> {
+    factory.split(',').find_map(|part| {
+        let digits: String = part
+            .trim()
+            .strip_prefix("IVF")?
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        digits.parse::<usize>().ok()
+    })
+}
+
 /// Training sample size: 256 points per IVF list (FAISS's own cap) and at least 65536 (PQ
 /// codebooks), never more than `n`.
 pub(crate) fn training_sample_size(factory: &str, n: usize) -> usize {
-    let nlist = factory
-        .split(',')
-        .find_map(|part| {
-            let p = part.trim();
-            let digits: String = p
-                .strip_prefix("IVF")?
-                .chars()
-                .take_while(|c| c.is_ascii_digit())
-                .collect();
-            digits.parse::<usize>().ok()
-        })
-        .unwrap_or_else(|| ivf_nlist(n));
+    let nlist = factory_nlist(factory).unwrap_or_else(|| ivf_nlist(n));
     n.min((256 * nlist).max(65_536))
+}
+
+/// Reads a FAISS index file (its IVF lists memory-mapped when `map_inverted_lists`) and checks
+/// that it has dimension `dim` and the inner-product metric; errors name the file.
+fn read_checked(path: &Path, map_inverted_lists: bool, dim: usize) -> Result<IndexImpl> {
+    let p = path
+        .to_str()
+        .ok_or_else(|| Error::corrupt(path, "path is not valid UTF-8 (FAISS needs UTF-8)"))?;
+    let index =
+        sys::read_index(p, map_inverted_lists).map_err(|e| Error::corrupt(path, e.to_string()))?;
+    if index.d() as usize != dim {
+        return Err(Error::corrupt(
+            path,
+            format!("FAISS index has dimension {}, expected {dim}", index.d()),
+        ));
+    }
+    if index.metric_type() != MetricType::InnerProduct {
+        return Err(Error::corrupt(
+            path,
+            "FAISS index metric is not inner product",
+        ));
+    }
+    Ok(index)
 }
 
 /// `s` rows of `rows` (width `dim`) evenly spread over it (all rows if `s >= n`).
@@ -239,28 +265,9 @@ impl KeyIndex {
         dim: usize,
         ids: MappedU64,
     ) -> Result<Self> {
-        let p = path
-            .to_str()
-            .ok_or_else(|| Error::corrupt(path, "path is not valid UTF-8 (FAISS needs UTF-8)"))?;
         // IVF inverted lists stay on disk (memory-mapped): an index bigger than RAM searches
         // with only its quantizer and the lists it probes resident.
-        let index = sys::read_index(p, is_ivf_factory(&factory))
-            .map_err(|e| Error::corrupt(path, e.to_string()))?;
-        if index.d() as usize != dim {
-            return Err(Error::corrupt(
-                path,
-                format!(
-                    "FAISS index has dimension {}, manifest says {dim}",
-                    index.d()
-                ),
-            ));
-        }
-        if index.metric_type() != MetricType::InnerProduct {
-            return Err(Error::corrupt(
-                path,
-                "FAISS index metric is not inner product",
-            ));
-        }
+        let index = read_checked(path, is_ivf_factory(&factory), dim)?;
         let n = ids.as_slice().len() as u64;
         if index.ntotal() != n {
             return Err(Error::corrupt(
@@ -285,22 +292,7 @@ impl KeyIndex {
         defaults: SearchParams,
         dim: usize,
     ) -> Result<Self> {
-        let p = path
-            .to_str()
-            .ok_or_else(|| Error::corrupt(path, "path is not valid UTF-8 (FAISS needs UTF-8)"))?;
-        let index = sys::read_index(p, false).map_err(|e| Error::corrupt(path, e.to_string()))?;
-        if index.d() as usize != dim {
-            return Err(Error::corrupt(
-                path,
-                format!("FAISS index has dimension {}, expected {dim}", index.d()),
-            ));
-        }
-        if index.metric_type() != MetricType::InnerProduct {
-            return Err(Error::corrupt(
-                path,
-                "FAISS index metric is not inner product",
-            ));
-        }
+        let index = read_checked(path, false, dim)?;
         let mut me = Self::wrap(index, factory, defaults, RowIds::Owned(Vec::new()));
         let factory = me.factory.clone();
         apply(me.state_mut()?, &factory, defaults)?;

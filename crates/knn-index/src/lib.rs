@@ -86,7 +86,7 @@ mod writer;
 
 pub use convert::convert_targets;
 pub use error::{Error, Result};
-pub use keys::{KeyIndex, l2_normalize};
+pub use keys::{KeyIndex, is_ivf_factory, l2_normalize};
 pub use manifest::{
     DATA_FILES, FORMAT_NAME, FORMAT_VERSION, FileEntry, ID_LOOKUP_FILE, IDS_FILE, KEYS_FILE,
     MANIFEST_FILE, METRIC, Manifest, OFFSETS_FILE, PROMPTS_FILE, ShardInfo, TARGETS_FILE,

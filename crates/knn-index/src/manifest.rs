@@ -125,6 +125,13 @@ pub(crate) fn hex(h: u64) -> String {
     format!("{h:016x}")
 }
 
+/// Hex xxh3 of `value`'s compact JSON: a manifest's self-checksum (taken with its own checksum
+/// field emptied).
+pub(crate) fn json_xxh3<T: Serialize>(value: &T) -> Result<String> {
+    let bytes = serde_json::to_vec(value).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    Ok(hex(xxhash_rust::xxh3::xxh3_64(&bytes)))
+}
+
 /// Stream a file through xxh3; returns `(size, hex digest)`.
 pub fn hash_file(path: &Path) -> Result<FileEntry> {
     let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -149,8 +156,7 @@ impl Manifest {
     fn self_hash(&self) -> Result<String> {
         let mut copy = self.clone();
         copy.manifest_xxh3 = String::new();
-        let bytes = serde_json::to_vec(&copy).map_err(|e| Error::Faiss(e.to_string()))?;
-        Ok(hex(xxhash_rust::xxh3::xxh3_64(&bytes)))
+        json_xxh3(&copy)
     }
 
     /// Fill in `manifest_xxh3`.

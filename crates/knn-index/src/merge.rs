@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::ivf_file::{IvfFile, merge_ivf_files};
-use crate::keys::is_ivf_factory;
+use crate::keys::{factory_nlist, is_ivf_factory};
 use crate::manifest::{
     ID_LOOKUP_FILE, IDS_FILE, KEYS_FILE, MANIFEST_FILE, Manifest, OFFSETS_FILE, PROMPTS_FILE,
     ShardInfo, sync_dir,
@@ -27,8 +27,7 @@ use crate::manifest::{
 use crate::store::PromptIndex;
 use crate::targets::{TargetEncoding, TargetsWriter};
 use crate::writer::{
-    BuildLock, IndexConfig, SealedIndex, build_key_index, commit, remove_dir_if_exists,
-    seal_directory, sibling_path,
+    BuildLock, IndexConfig, SealedIndex, build_key_index, commit, fresh_staging, seal_directory,
 };
 
 /// Merges the shard directories `shards` (in any order) into one index directory at `out`,
@@ -50,9 +49,7 @@ pub fn merge_shards<P: AsRef<Path>>(out: impl AsRef<Path>, shards: &[P]) -> Resu
         .collect::<Result<_>>()?;
     let (first, total) = check_shards(&opened)?;
     let lock = BuildLock::acquire(out)?;
-    let staging = sibling_path(out, ".knn-merging")?;
-    remove_dir_if_exists(&staging)?;
-    std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+    let staging = fresh_staging(out, ".knn-merging")?;
 
     let m0 = opened[0].manifest();
     let Ok(spec) = m0.spec.parse();
@@ -84,7 +81,12 @@ pub fn merge_shards<P: AsRef<Path>>(out: impl AsRef<Path>, shards: &[P]) -> Resu
 
     let keys_path = staging.join(KEYS_FILE);
     if ivf {
-        let nlist = ivf_nlist_of(&m0.faiss_factory)?;
+        let nlist = factory_nlist(&m0.faiss_factory).ok_or_else(|| {
+            Error::Merge(format!(
+                "cannot read the list count of {:?}",
+                m0.faiss_factory
+            ))
+        })?;
         let files: Vec<IvfFile> = opened
             .iter()
             .map(|s| IvfFile::open(&s.dir().join(KEYS_FILE), nlist))
@@ -130,18 +132,6 @@ pub fn merge_shards<P: AsRef<Path>>(out: impl AsRef<Path>, shards: &[P]) -> Resu
     commit(&staging, out, MANIFEST_FILE)?;
     drop(lock);
     Manifest::read(out)
-}
-
-/// The `nlist` of an IVF factory string (`IVF<n>,...`).
-fn ivf_nlist_of(factory: &str) -> Result<usize> {
-    factory
-        .split(',')
-        .find_map(|p| p.trim().strip_prefix("IVF"))
-        .and_then(|rest| {
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
-        })
-        .ok_or_else(|| Error::Merge(format!("cannot read the list count of {factory:?}")))
 }
 
 /// Checks that the shards make one complete split of one corpus with one setup; returns the

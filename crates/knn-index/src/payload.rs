@@ -168,17 +168,9 @@ impl PayloadStore {
         if row >= self.count {
             return Err(out_of_range());
         }
-        let width = match self.encoding() {
-            TargetEncoding::F32 => 4 * d,
-            TargetEncoding::F16 => 2 * d,
-            TargetEncoding::Int8 => d,
-        };
-        let bytes = match &self.targets {
-            Targets::F32(m) => bytemuck::cast_slice(m.as_slice()),
-            Targets::F16(m) => m.bytes(),
-            Targets::Int8 { codes, .. } => codes.bytes(),
-        };
-        let codes = bytes
+        let width = self.encoding().code_bytes(d);
+        let codes = self
+            .code_bytes()
             .get(row * width..(row + 1) * width)
             .ok_or_else(out_of_range)?;
         let scale = match &self.targets {
@@ -186,6 +178,15 @@ impl PayloadStore {
             _ => 0.0,
         };
         Ok((codes, scale))
+    }
+
+    /// Every row's stored values, as bytes in the index's encoding.
+    fn code_bytes(&self) -> &[u8] {
+        match &self.targets {
+            Targets::F32(m) => bytemuck::cast_slice(m.as_slice()),
+            Targets::F16(m) => m.bytes(),
+            Targets::Int8 { codes, .. } => codes.bytes(),
+        }
     }
 
     /// How the targets are stored.
@@ -200,13 +201,18 @@ impl PayloadStore {
     /// All target vectors, row-major (`len() × target_dim()` floats): still memory-mapped for
     /// `f32` targets, decoded into memory for compact ones.
     pub fn targets(&self) -> Cow<'_, [f32]> {
-        match &self.targets {
-            Targets::F32(m) => Cow::Borrowed(m.as_slice()),
-            _ => Cow::Owned(
-                (0..self.count)
-                    .flat_map(|row| self.target(row).map(Cow::into_owned).unwrap_or_default())
-                    .collect(),
-            ),
+        let scales = match &self.targets {
+            Targets::F32(m) => return Cow::Borrowed(m.as_slice()),
+            Targets::F16(_) => None,
+            Targets::Int8 { scales, .. } => Some(scales.as_slice()),
+        };
+        let encoding = self.encoding();
+        let width = encoding.code_bytes(self.target_dim).max(1);
+        let mut out = Vec::with_capacity(self.count * self.target_dim);
+        for (row, codes) in self.code_bytes().chunks_exact(width).enumerate() {
+            let scale = scales.and_then(|s| s.get(row)).copied().unwrap_or(0.0);
+            out.extend_from_slice(&decode_row(encoding, codes, scale));
         }
+        Cow::Owned(out)
     }
 }

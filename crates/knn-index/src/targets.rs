@@ -55,9 +55,17 @@ impl TargetEncoding {
     /// Bytes one row of `dim` targets takes, over all of the encoding's files.
     pub fn row_bytes(&self, dim: usize) -> usize {
         match self {
+            TargetEncoding::Int8 => self.code_bytes(dim) + 4,
+            _ => self.code_bytes(dim),
+        }
+    }
+
+    /// Bytes of one row's values (without an int8 row's scale).
+    pub(crate) fn code_bytes(&self, dim: usize) -> usize {
+        match self {
             TargetEncoding::F32 => 4 * dim,
             TargetEncoding::F16 => 2 * dim,
-            TargetEncoding::Int8 => dim + 4,
+            TargetEncoding::Int8 => dim,
         }
     }
 

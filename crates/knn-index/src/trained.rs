@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::keys::{KeyIndex, is_ivf_factory, normalized_rows};
-use crate::manifest::{FileEntry, hash_file, hex, sync_dir, write_atomic};
+use crate::manifest::{FileEntry, hash_file, json_xxh3, sync_dir, write_atomic};
 use crate::spec::{IndexSpec, SearchParams};
 
 /// The trained (empty) FAISS index in a trained directory.
@@ -57,8 +57,7 @@ impl TrainedManifest {
     fn self_hash(&self) -> Result<String> {
         let mut copy = self.clone();
         copy.manifest_xxh3 = String::new();
-        let bytes = serde_json::to_vec(&copy).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        Ok(hex(xxhash_rust::xxh3::xxh3_64(&bytes)))
+        json_xxh3(&copy)
     }
 }
 
@@ -110,9 +109,7 @@ impl TrainedQuantizer {
             reason: format!("training on {rows} keys failed: {e}"),
         })?;
 
-        let staging = crate::writer::sibling_path(out, ".knn-training")?;
-        crate::writer::remove_dir_if_exists(&staging)?;
-        std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+        let staging = crate::writer::fresh_staging(out, ".knn-training")?;
         let file = staging.join(TRAINED_FAISS_FILE);
         index.write_faiss(&file)?;
         std::fs::File::open(&file)

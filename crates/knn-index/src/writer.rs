@@ -276,7 +276,7 @@ pub struct IndexWriter {
 }
 
 /// `<parent>/.<name><suffix>` for the output `out`.
-pub(crate) fn sibling_path(out: &Path, suffix: &str) -> Result<PathBuf> {
+fn sibling_path(out: &Path, suffix: &str) -> Result<PathBuf> {
     let name = out.file_name().ok_or_else(|| {
         Error::InvalidArgument(format!("{}: output path has no file name", out.display()))
     })?;
@@ -328,7 +328,15 @@ impl Iterator for StagedPrompts {
     }
 }
 
-pub(crate) fn remove_dir_if_exists(p: &Path) -> Result<()> {
+/// An empty staging directory `<parent>/.<name><suffix>` for `out` (a leftover one is removed).
+pub(crate) fn fresh_staging(out: &Path, suffix: &str) -> Result<PathBuf> {
+    let staging = sibling_path(out, suffix)?;
+    remove_dir_if_exists(&staging)?;
+    std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+    Ok(staging)
+}
+
+fn remove_dir_if_exists(p: &Path) -> Result<()> {
     match std::fs::remove_dir_all(p) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
