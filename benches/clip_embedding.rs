@@ -1,12 +1,13 @@
 //! CLIP embedding throughput at ViT-B/32 and ViT-L/14 shapes (random weights), batch 8.
 //!
-//! `cargo bench -p clip-encoder --bench clip_embedding [-- FILTER]`
-//! Backends: flex and ndarray (CPU); wgpu when `CLIP_BENCH_WGPU=1`.
+//! `cargo bench --workspace --bench clip_embedding [-- FILTER]`
+//! Backends: `IMG2PROMPT_BENCH_BACKENDS=flex,ndarray,wgpu` (default flex,ndarray). CPU backends
+//! run the host kernels; each also gets a `-burn-ops` row with burn's own ops, for comparison.
 //! Images are preprocessed once outside the timed loop (the tower alone is measured);
 //! texts are tokenized inside it. `texts_prompts` are typical SD prompts (9-40 tokens, the
 //! padding after EOS is never computed), `texts_77` fill the whole 77-token context.
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use clip_encoder::{ClipConfig, ClipModel, ImagePreprocessor, PreprocessorConfig};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -14,15 +15,23 @@ use std::time::Duration;
 
 const BATCH: usize = 8;
 
+/// The backends to measure: `IMG2PROMPT_BENCH_BACKENDS` (comma-separated: flex, ndarray, wgpu),
+/// as the sentence-encoding bench reads it; flex and ndarray by default.
 fn devices() -> Vec<(&'static str, Device)> {
-    let mut v: Vec<(&'static str, Device)> = vec![("flex", Device::flex())];
-    #[allow(deprecated)]
-    v.push(("ndarray", Device::ndarray()));
-    if std::env::var("CLIP_BENCH_WGPU").is_ok_and(|v| v == "1") {
-        v.push((
-            "wgpu",
-            Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
-        ));
+    let wanted =
+        std::env::var("IMG2PROMPT_BENCH_BACKENDS").unwrap_or_else(|_| "flex,ndarray".into());
+    let mut v: Vec<(&'static str, Device)> = Vec::new();
+    for name in wanted.split(',').map(str::trim) {
+        match name {
+            "flex" => v.push(("flex", Device::flex())),
+            #[allow(deprecated)]
+            "ndarray" => v.push(("ndarray", Device::ndarray())),
+            "wgpu" => v.push((
+                "wgpu",
+                Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+            )),
+            other => eprintln!("IMG2PROMPT_BENCH_BACKENDS: unknown backend {other:?}, skipped"),
+        }
     }
     v
 }
@@ -50,43 +59,59 @@ fn bench(c: &mut Criterion) {
     for (shape, config) in shapes {
         for (backend, device) in devices() {
             let model = ClipModel::random(&config, &device).expect("random model");
-            let mut group = c.benchmark_group(format!("clip/{shape}/{backend}"));
-            group.sample_size(10);
-            group.warm_up_time(Duration::from_secs(1));
-            group.measurement_time(Duration::from_secs(if shape == "vit_l14" {
-                30
-            } else {
-                10
-            }));
-            group.throughput(Throughput::Elements(BATCH as u64));
+            // CPU devices run the host kernels by default; burn's own ops are the comparison.
+            let mut variants = vec![(backend.to_string(), model)];
+            if variants[0].1.vision().uses_host_kernels() {
+                let (vision, text) = ClipModel::random(&config, &device)
+                    .expect("random model")
+                    .into_parts();
+                if let (Ok(v), Ok(t)) = (
+                    vision.with_host_kernels(false),
+                    text.with_host_kernels(false),
+                ) {
+                    variants.push((format!("{backend}-burn-ops"), ClipModel::from_parts(v, t)));
+                }
+            }
+            for (backend, model) in &variants {
+                let mut group = c.benchmark_group(format!("clip/{shape}/{backend}"));
+                group.sample_size(10);
+                group.warm_up_time(Duration::from_secs(1));
+                group.measurement_time(Duration::from_secs(if shape == "vit_l14" {
+                    30
+                } else {
+                    10
+                }));
+                group.throughput(Throughput::Elements(BATCH as u64));
 
-            let size = config.vision.image_size;
-            let pre = ImagePreprocessor::new(PreprocessorConfig::for_image_size(size));
-            let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(
-                size as u32 + 37,
-                size as u32,
-                |x, y| image::Rgb([(x % 255) as u8, (y % 255) as u8, ((x + y) % 255) as u8]),
-            ));
-            let images = vec![img; BATCH];
-            let (pixels, shape4) = pre.preprocess_batch(&images).expect("preprocess");
-            group.bench_function("images", |b| {
-                b.iter(|| {
-                    let x =
-                        Tensor::<4>::from_data(TensorData::new(pixels.clone(), shape4), &device);
-                    let out = model.vision().forward(x);
-                    black_box(out.into_data());
-                })
-            });
-            let p = prompts();
-            let texts: Vec<&str> = p.iter().map(String::as_str).collect();
-            group.bench_function("texts_prompts", |b| {
-                b.iter(|| black_box(model.embed_texts(&texts).expect("texts").into_data()))
-            });
-            let texts77: Vec<&str> = long.iter().map(String::as_str).collect();
-            group.bench_function("texts_77", |b| {
-                b.iter(|| black_box(model.embed_texts(&texts77).expect("texts").into_data()))
-            });
-            group.finish();
+                let size = config.vision.image_size;
+                let pre = ImagePreprocessor::new(PreprocessorConfig::for_image_size(size));
+                let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(
+                    size as u32 + 37,
+                    size as u32,
+                    |x, y| image::Rgb([(x % 255) as u8, (y % 255) as u8, ((x + y) % 255) as u8]),
+                ));
+                let images = vec![img; BATCH];
+                let (pixels, shape4) = pre.preprocess_batch(&images).expect("preprocess");
+                group.bench_function("images", |b| {
+                    b.iter(|| {
+                        let out = model
+                            .vision()
+                            .embed_pixels(pixels.clone(), shape4)
+                            .expect("embed");
+                        black_box(out.into_data());
+                    })
+                });
+                let p = prompts();
+                let texts: Vec<&str> = p.iter().map(String::as_str).collect();
+                group.bench_function("texts_prompts", |b| {
+                    b.iter(|| black_box(model.embed_texts(&texts).expect("texts").into_data()))
+                });
+                let texts77: Vec<&str> = long.iter().map(String::as_str).collect();
+                group.bench_function("texts_77", |b| {
+                    b.iter(|| black_box(model.embed_texts(&texts77).expect("texts").into_data()))
+                });
+                group.finish();
+            }
         }
     }
 }

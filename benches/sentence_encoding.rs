@@ -115,15 +115,25 @@ fn sentence_encoding(c: &mut Criterion) {
                 continue;
             }
         };
-        for tokens in [16usize, 64] {
-            let prompts = bench_prompts(&encoder, 32, tokens);
-            let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
-            group.throughput(Throughput::Elements(refs.len() as u64));
-            group.bench_with_input(
-                BenchmarkId::new(format!("{backend}/tokens{tokens}"), 32),
-                &refs,
-                |b, refs| b.iter(|| encoder.encode_flat(refs).expect("encode")),
-            );
+        // CPU devices run the host kernels by default; burn's own ops are the comparison row.
+        let mut variants = vec![(backend.to_string(), encoder)];
+        if variants[0].1.uses_host_kernels()
+            && let Ok(e) = SentenceEncoder::load(&dir, &device)
+                .and_then(|e| e.with_batch_size(32).with_host_kernels(false))
+        {
+            variants.push((format!("{backend}-burn-ops"), e));
+        }
+        for (label, encoder) in &variants {
+            for tokens in [16usize, 64] {
+                let prompts = bench_prompts(encoder, 32, tokens);
+                let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+                group.throughput(Throughput::Elements(refs.len() as u64));
+                group.bench_with_input(
+                    BenchmarkId::new(format!("{label}/tokens{tokens}"), 32),
+                    &refs,
+                    |b, refs| b.iter(|| encoder.encode_flat(refs).expect("encode")),
+                );
+            }
         }
     }
     group.finish();

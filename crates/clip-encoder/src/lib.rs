@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod error;
+mod host;
 pub mod model;
 pub mod preprocess;
 pub mod tokenizer;
@@ -29,12 +30,15 @@ use burn::store::{
     SafetensorsStore,
 };
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use host::{HostText, HostVision};
+use host_kernels::Threads;
 use image::DynamicImage;
 
 pub use config::{
     Activation, ClipConfig, ClipTextConfig, ClipVisionConfig, PreprocessorConfig, Resample,
 };
 pub use error::{Error, Result};
+pub use host::is_host_cpu;
 pub use model::{ClipTextTower, ClipVisionTower, pooling_position};
 pub use preprocess::{
     DEFAULT_MAX_PIXELS, ImagePreprocessor, decode_image_bytes, decode_image_file,
@@ -143,10 +147,23 @@ fn load_weights<M: ModuleSnapshot>(module: &mut M, path: &Path, prefixes: &[&str
     Ok(())
 }
 
+/// Host weights built by `build`, or an error when `device` is not a CPU or the weights
+/// cannot be read as f32.
+fn host_for<T>(device: &Device, build: impl FnOnce() -> Option<T>) -> Result<T> {
+    if !is_host_cpu(device) {
+        return Err(Error::Backend(format!(
+            "host kernels run on CPU devices only, not {device:?}"
+        )));
+    }
+    build().ok_or_else(|| Error::Backend("the tower's weights are not readable as f32".into()))
+}
+
 /// The CLIP image tower with its preprocessing: images in, projected embeddings out.
 #[derive(Debug)]
 pub struct ClipVisionModel {
     tower: ClipVisionTower,
+    /// The same weights as host buffers, run instead of `tower` on CPU devices.
+    host: Option<HostVision>,
     config: ClipConfig,
     preprocessor: ImagePreprocessor,
     device: Device,
@@ -185,13 +202,41 @@ impl ClipVisionModel {
         preprocessor: ImagePreprocessor,
         device: &Device,
     ) -> Self {
+        let host = is_host_cpu(device)
+            .then(|| HostVision::from_tower(&tower, &config))
+            .flatten();
         Self {
             tower,
+            host,
             config,
             preprocessor,
             device: device.clone(),
             batch_size: DEFAULT_BATCH_SIZE,
         }
+    }
+
+    /// Whether images run through the host kernels ([`host_kernels`]: one GEMM for the patch
+    /// embedding and for Q/K/V, fused multi-threaded LayerNorm, attention and activations)
+    /// instead of burn's ops. On by default on CPU devices (flex, ndarray), where it is the
+    /// faster path (docs/PERFORMANCE.md); GPU devices always use burn. The two agree to
+    /// cosine >= 0.9999.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when enabling it on a device that is not a CPU.
+    pub fn with_host_kernels(mut self, enabled: bool) -> Result<Self> {
+        if !enabled {
+            self.host = None;
+        } else if self.host.is_none() {
+            self.host = Some(host_for(&self.device, || {
+                HostVision::from_tower(&self.tower, &self.config)
+            })?);
+        }
+        Ok(self)
+    }
+
+    /// Whether images run through the host kernels (see [`Self::with_host_kernels`]).
+    pub fn uses_host_kernels(&self) -> bool {
+        self.host.is_some()
     }
 
     /// Sets how many images go through the tower at once (at least 1).
@@ -295,11 +340,19 @@ impl ClipVisionModel {
                 pixels.len()
             )));
         }
+        if let Some(host) = &self.host {
+            let out = host.forward(&pixels, shape[0], Threads::Pool);
+            return Ok(Tensor::from_data(
+                TensorData::new(out, [shape[0], self.projection_dim()]),
+                &self.device,
+            ));
+        }
         let x = Tensor::<4>::from_data(TensorData::new(pixels, shape), &self.device);
-        Ok(self.forward(x))
+        Ok(self.tower.forward(x))
     }
 
-    /// The tower on normalised pixels `[n, 3, size, size]`.
+    /// The tower on normalised pixels `[n, 3, size, size]` (the burn module, whichever
+    /// kernels [`Self::embed_pixels`] uses).
     pub fn forward(&self, pixels: Tensor<4>) -> Tensor<2> {
         self.tower.forward(pixels)
     }
@@ -319,6 +372,8 @@ fn load_preprocessor(dir: &Path, config: &ClipConfig) -> Result<ImagePreprocesso
 #[derive(Debug)]
 pub struct ClipTextModel {
     tower: ClipTextTower,
+    /// The same weights as host buffers, run instead of `tower` on CPU devices.
+    host: Option<HostText>,
     config: ClipConfig,
     tokenizer: ClipTokenizer,
     device: Device,
@@ -356,13 +411,40 @@ impl ClipTextModel {
         tokenizer: ClipTokenizer,
         device: &Device,
     ) -> Self {
+        let host = is_host_cpu(device)
+            .then(|| HostText::from_tower(&tower, &config))
+            .flatten();
         Self {
             tower,
+            host,
             config,
             tokenizer,
             device: device.clone(),
             batch_size: DEFAULT_BATCH_SIZE,
         }
+    }
+
+    /// Whether texts run through the host kernels ([`host_kernels`]: ragged batches, each text
+    /// cut after its pooling position; fused multi-threaded LayerNorm, causal attention and
+    /// activations) instead of burn's ops. On by default on CPU devices; GPU devices always use
+    /// burn. The two agree to cosine >= 0.9999.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when enabling it on a device that is not a CPU.
+    pub fn with_host_kernels(mut self, enabled: bool) -> Result<Self> {
+        if !enabled {
+            self.host = None;
+        } else if self.host.is_none() {
+            self.host = Some(host_for(&self.device, || {
+                HostText::from_tower(&self.tower, &self.config)
+            })?);
+        }
+        Ok(self)
+    }
+
+    /// Whether texts run through the host kernels (see [`Self::with_host_kernels`]).
+    pub fn uses_host_kernels(&self) -> bool {
+        self.host.is_some()
     }
 
     /// Sets how many texts go through the tower at once (at least 1).
@@ -432,6 +514,22 @@ impl ClipTextModel {
             .collect();
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| pools[i]);
+        if let Some(host) = &self.host {
+            let dim = self.projection_dim();
+            let mut out = vec![0f32; ids.len() * dim];
+            for chunk in order.chunks(self.batch_size) {
+                let rows: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
+                let pool: Vec<usize> = chunk.iter().map(|&i| pools[i]).collect();
+                let embedded = host.forward(&rows, &pool, Threads::Pool);
+                for (&i, e) in chunk.iter().zip(embedded.chunks_exact(dim)) {
+                    out[i * dim..(i + 1) * dim].copy_from_slice(e);
+                }
+            }
+            return Ok(Tensor::from_data(
+                TensorData::new(out, [ids.len(), dim]),
+                &self.device,
+            ));
+        }
         let mut outs = Vec::new();
         for chunk in order.chunks(self.batch_size) {
             let len = chunk.iter().map(|&i| pools[i]).max().unwrap_or(0) + 1;

@@ -143,3 +143,49 @@ fn token_ids_match_hf() {
             .all(|t| *t.last().unwrap() == 49407)
     );
 }
+
+#[test]
+fn host_kernels_and_burn_ops_agree_on_both_towers() {
+    let prompts = prompts();
+    let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let paths = image_paths();
+    for name in ["clip_a", "clip_b"] {
+        let dir = model_dir(name);
+        let host = ClipModel::load(dir.path(), &device()).expect("load");
+        assert!(host.vision().uses_host_kernels() && host.text().uses_host_kernels());
+        let (vision, text) = ClipModel::load(dir.path(), &device())
+            .expect("load")
+            .into_parts();
+        let burn = ClipModel::from_parts(
+            vision.with_host_kernels(false).expect("burn vision"),
+            text.with_host_kernels(false).expect("burn text"),
+        );
+        assert!(!burn.vision().uses_host_kernels() && !burn.text().uses_host_kernels());
+        let want = npy2(fixtures().join(name).join("text_embeds.npy"));
+        let (a, b) = (
+            rows(host.embed_texts(&texts).expect("host")),
+            rows(burn.embed_texts(&texts).expect("burn")),
+        );
+        for (i, c) in row_cosines(&b, &want).iter().enumerate() {
+            assert!(*c >= 0.9999, "{name} burn text #{i}: {c}");
+        }
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                cosine(x, y) >= 0.99999,
+                "{name} text #{i}: host vs burn {}",
+                cosine(x, y)
+            );
+        }
+        let (a, b) = (
+            rows(host.embed_image_files(&paths).expect("host")),
+            rows(burn.embed_image_files(&paths).expect("burn")),
+        );
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                cosine(x, y) >= 0.99999,
+                "{name} image #{i}: host vs burn {}",
+                cosine(x, y)
+            );
+        }
+    }
+}

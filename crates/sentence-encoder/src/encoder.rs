@@ -7,6 +7,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::config::{BertConfig, Pipeline, SentenceBertConfig};
 use crate::error::{Error, Result};
+use crate::host::HostBert;
 use crate::model::{AttentionKernel, BertModel};
 use crate::pooling::{l2_normalize, pool};
 use crate::tokenize::{SentenceTokenizer, TokenizedText};
@@ -25,6 +26,9 @@ pub const DEFAULT_BATCH_SIZE: usize = 32;
 #[derive(Debug)]
 pub struct SentenceEncoder {
     model: BertModel,
+    /// The same weights as host buffers, run by [`host_kernels`] instead of `model` on CPU
+    /// devices (see [`SentenceEncoder::with_host_kernels`]).
+    host: Option<HostBert>,
     tokenizer: SentenceTokenizer,
     pipeline: Pipeline,
     config: BertConfig,
@@ -39,9 +43,10 @@ type EncodedBatch = (usize, Vec<f32>);
 
 /// Default number of batches encoded at once on CPU devices: the machine's cores (at most 8).
 ///
-/// burn's CPU backends run GEMM on rayon's threads but elementwise ops (GELU's erf, softmax's
-/// exp, LayerNorm) on the calling thread, so one stream of batches leaves cores idle between
-/// GEMMs; two streams on 2 cores measured +22% texts/s (docs/PERFORMANCE.md).
+/// Each stream runs its batches' kernels on its own thread. With burn's ops (elementwise work
+/// serial per op) two streams on 2 cores measured +22%; with the host kernels two single-threaded
+/// streams still beat one stream using both threads (~2 x 106 against 177 GFLOP/s per MiniLM
+/// layer, docs/PERFORMANCE.md).
 fn default_threads(device: &Device) -> usize {
     if crate::host_gelu::is_host_cpu(device) {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
@@ -76,8 +81,12 @@ impl SentenceEncoder {
         let tokenizer = SentenceTokenizer::from_file(&dir.join("tokenizer.json"), max_seq_length)?;
         let mut model = BertModel::new(&config, device);
         load_bert_weights(&mut model, &dir.join("model.safetensors"))?;
+        let host = crate::host_gelu::is_host_cpu(device)
+            .then(|| HostBert::from_model(&model, &config))
+            .transpose()?;
         Ok(Self {
             model,
+            host,
             tokenizer,
             pipeline,
             config,
@@ -86,6 +95,33 @@ impl SentenceEncoder {
             threads: default_threads(device),
             dir: dir.to_owned(),
         })
+    }
+
+    /// Whether texts run through the host kernels ([`host_kernels`]: ragged batches, fused
+    /// multi-threaded LayerNorm, attention and GELU) instead of burn's ops. On by default on
+    /// CPU devices (flex, ndarray), where it is the faster path (docs/PERFORMANCE.md); GPU
+    /// devices always use burn. The embeddings agree to cosine >= 0.9999 either way.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when enabling it on a device that is not a CPU.
+    pub fn with_host_kernels(mut self, enabled: bool) -> Result<Self> {
+        if !enabled {
+            self.host = None;
+        } else if self.host.is_none() {
+            if !crate::host_gelu::is_host_cpu(&self.device) {
+                return Err(Error::Backend(format!(
+                    "host kernels run on CPU devices only, not {:?}",
+                    self.device
+                )));
+            }
+            self.host = Some(HostBert::from_model(&self.model, &self.config)?);
+        }
+        Ok(self)
+    }
+
+    /// Whether texts run through the host kernels (see [`Self::with_host_kernels`]).
+    pub fn uses_host_kernels(&self) -> bool {
+        self.host.is_some()
     }
 
     /// Sets how many texts are run through the model at once (at least 1).
@@ -107,8 +143,9 @@ impl SentenceEncoder {
         self.threads
     }
 
-    /// Selects how attention is computed (default [`AttentionKernel::Unfused`], the faster on
-    /// flex for short texts; the fused op is kept for other backends and comparison).
+    /// Selects how burn's ops compute attention (default [`AttentionKernel::Unfused`], the
+    /// faster on flex for short texts; the fused op is kept for other backends and comparison).
+    /// The host kernels ([`Self::with_host_kernels`]) have their own attention.
     pub fn with_attention_kernel(mut self, kernel: AttentionKernel) -> Self {
         self.model = self.model.with_attention_kernel(kernel);
         self
@@ -188,9 +225,24 @@ impl SentenceEncoder {
         let pieces = batches
             .iter()
             .map(|batch| {
-                self.encode_tokenized(&batch.iter().map(|&i| &tokens[i]).collect::<Vec<_>>())
+                let rows: Vec<&TokenizedText> = batch.iter().map(|&i| &tokens[i]).collect();
+                match &self.host {
+                    Some(host) => {
+                        let flat = host.encode(
+                            &rows,
+                            self.pipeline.pooling,
+                            self.pipeline.normalize,
+                            host_kernels::Threads::Pool,
+                        )?;
+                        Ok(Tensor::from_data(
+                            TensorData::new(flat, [rows.len(), self.dim()]),
+                            &self.device,
+                        ))
+                    }
+                    None => Ok(self.encode_tokenized(&rows)),
+                }
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         let sorted = Tensor::cat(pieces, 0);
         // Row r of `sorted` holds input order[r]; invert the permutation to restore input order.
         let mut inverse = vec![0i64; texts.len()];
@@ -216,11 +268,20 @@ impl SentenceEncoder {
                     return Ok(done);
                 };
                 let rows: Vec<&TokenizedText> = batch.iter().map(|&i| &tokens[i]).collect();
-                let values = self
-                    .encode_tokenized(&rows)
-                    .into_data()
-                    .try_into_vec::<f32>()
-                    .map_err(|e| Error::Backend(format!("{e:?}")))?;
+                let values = match &self.host {
+                    // Each stream runs its kernels on its own thread.
+                    Some(host) => host.encode(
+                        &rows,
+                        self.pipeline.pooling,
+                        self.pipeline.normalize,
+                        host_kernels::Threads::One,
+                    )?,
+                    None => self
+                        .encode_tokenized(&rows)
+                        .into_data()
+                        .try_into_vec::<f32>()
+                        .map_err(|e| Error::Backend(format!("{e:?}")))?,
+                };
                 done.push((b, values));
             }
         };

@@ -1,4 +1,4 @@
-//! Exact (erf) GELU computed on the host for CPU devices.
+//! Exact (erf) GELU computed on the host for CPU devices, for the burn model path.
 //!
 //! In burn 0.22 the CPU backends (flex, ndarray) evaluate `gelu` one element at a time on one
 //! thread through libm's `erff`: ~8.5 ms for one `[32 × 20, 1536]` feed-forward activation,
@@ -7,36 +7,6 @@
 //! vectorises, split across rayon's threads. GPU devices keep burn's own kernel.
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
-use rayon::prelude::*;
-
-/// Elements per rayon task: large enough that scheduling is negligible.
-const CHUNK: usize = 16 * 1024;
-
-/// The error function, as a rational approximation on `[-4, 4]` (clamped outside, where
-/// `erf` is ±1 in f32): `x · P(x²) / Q(x²)` with the float coefficients used by Eigen and XLA.
-/// Within 1e-6 of libm's `erff` everywhere (tested on a dense grid).
-#[inline]
-pub fn erf(x: f32) -> f32 {
-    let x = x.clamp(-4.0, 4.0);
-    let x2 = x * x;
-    let mut p = x2 * -2.726_142_3e-10 + 2.770_681_4e-8;
-    p = x2 * p - 2.101_024e-6;
-    p = x2 * p - 5.692_506_4e-5;
-    p = x2 * p - 7.349_906_3e-4;
-    p = x2 * p - 2.954_600_2e-3;
-    p = x2 * p - 1.609_603_3e-2;
-    let mut q = x2 * -1.456_607_2e-5 - 2.133_740_6e-4;
-    q = x2 * q - 1.682_827e-3;
-    q = x2 * q - 7.373_329_2e-3;
-    q = x2 * q - 1.426_474e-2;
-    x * p / q
-}
-
-/// `0.5 · x · (1 + erf(x / √2))`, the GELU that BERT checkpoints declare as `"gelu"`.
-#[inline]
-pub fn gelu_scalar(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
-}
 
 /// Whether `device` runs tensor ops on this machine's CPU with burn's scalar elementwise
 /// kernels (flex, ndarray), where [`gelu`] takes the host path.
@@ -66,11 +36,7 @@ pub fn gelu<const D: usize>(tensor: Tensor<D>) -> Tensor<D> {
     let Ok(mut values) = tensor.into_data().try_into_vec::<f32>() else {
         unreachable!("an f32 tensor's data converts to Vec<f32>")
     };
-    values.par_chunks_mut(CHUNK).for_each(|chunk| {
-        for x in chunk {
-            *x = gelu_scalar(*x);
-        }
-    });
+    host_kernels::gelu_erf_inplace(&mut values, host_kernels::Threads::Pool);
     Tensor::from_data(TensorData::new(values, shape), &device)
 }
 
@@ -84,14 +50,12 @@ mod tests {
         let reference = libm_erf(&grid);
         let (mut worst, mut at) = (0f32, 0f32);
         for (&x, &r) in grid.iter().zip(&reference) {
-            let err = (erf(x) - r).abs();
+            let err = (host_kernels::activation::erf(x) - r).abs();
             if err > worst {
                 (worst, at) = (err, x);
             }
         }
         assert!(worst < 1e-6, "max |erf - erff| = {worst:e} at {at}");
-        // Saturated far from 0, like erff.
-        assert!((erf(10.0) - 1.0).abs() <= 1e-6 && (erf(-10.0) + 1.0).abs() <= 1e-6);
     }
 
     #[test]

@@ -21,6 +21,7 @@
 pub mod config;
 pub mod encoder;
 pub mod error;
+mod host;
 mod host_gelu;
 pub mod model;
 pub mod pooling;

@@ -134,3 +134,37 @@ fn worker_threads_give_the_serial_results_in_input_order() {
     let from_tensor: Vec<f32> = tensor.into_data().try_into_vec().expect("f32 data");
     assert_eq!(from_tensor, threaded);
 }
+
+#[test]
+fn host_kernels_and_burn_ops_both_match_sentence_transformers() {
+    let device = cpu_device();
+    let host = SentenceEncoder::load(minilm_dir(), &device).expect("load");
+    assert!(
+        host.uses_host_kernels(),
+        "CPU devices default to the host kernels"
+    );
+    let burn = SentenceEncoder::load(minilm_dir(), &device)
+        .expect("load")
+        .with_host_kernels(false)
+        .expect("burn ops");
+    assert!(!burn.uses_host_kernels());
+    let texts = fixture_texts();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let expected = fixture_embeddings();
+    let (a, b) = (
+        host.encode_vecs(&refs).expect("host"),
+        burn.encode_vecs(&refs).expect("burn"),
+    );
+    for (i, ((a, b), e)) in a.iter().zip(&b).zip(&expected).enumerate() {
+        assert!(cosine(a, e) >= 0.9999, "host, text {i}: {}", cosine(a, e));
+        assert!(cosine(b, e) >= 0.9999, "burn, text {i}: {}", cosine(b, e));
+        assert!(
+            cosine(a, b) >= 0.99999,
+            "text {i}: host vs burn {}",
+            cosine(a, b)
+        );
+    }
+    // Switching back on rebuilds the same host weights.
+    let again = burn.with_host_kernels(true).expect("host again");
+    assert_eq!(again.encode_vecs(&refs).expect("host again"), a);
+}
