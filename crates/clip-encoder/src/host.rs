@@ -3,65 +3,12 @@
 //! GEMM over unfolded patches, and fused multi-threaded LayerNorm, attention and activations.
 //! Built from the loaded burn towers' weights; GPU devices keep the burn towers.
 
-use burn::module::Param;
-use burn::nn::{LayerNorm, Linear};
-use burn::tensor::{Device, Tensor};
+pub use host_kernels::from_burn::is_host_cpu;
+use host_kernels::from_burn::{layer_norm as norm, linear, values};
 use host_kernels::{Attention, LayerNormWeights, SequenceSpan, Threads};
 
 use crate::config::{Activation, ClipConfig};
 use crate::model::{ClipEncoder, ClipTextTower, ClipVisionTower};
-
-/// Whether `device` is a CPU device (flex, ndarray), where the host kernels run. (The
-/// sentence encoder has the same test; the crates do not depend on each other.)
-pub fn is_host_cpu(device: &Device) -> bool {
-    #[cfg(feature = "flex")]
-    if *device == Device::flex() {
-        return true;
-    }
-    #[cfg(feature = "ndarray")]
-    #[allow(deprecated)]
-    if *device == Device::ndarray() {
-        return true;
-    }
-    let _ = device;
-    false
-}
-
-/// An f32 tensor's values, or `None` if its data cannot be read as f32.
-fn values<const D: usize>(p: &Param<Tensor<D>>) -> Option<Vec<f32>> {
-    p.val()
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .ok()
-}
-
-fn linear(l: &Linear) -> Option<host_kernels::Linear> {
-    let [d_in, d_out] = l.weight.dims();
-    let bias = match &l.bias {
-        Some(b) => Some(values(b)?),
-        None => None,
-    };
-    Some(host_kernels::Linear::new(
-        values(&l.weight)?,
-        bias,
-        d_in,
-        d_out,
-    ))
-}
-
-fn norm(n: &LayerNorm, epsilon: f64) -> Option<LayerNormWeights> {
-    let gamma = values(&n.gamma)?;
-    let beta = match &n.beta {
-        Some(b) => values(b)?,
-        None => vec![0.0; gamma.len()],
-    };
-    Some(LayerNormWeights {
-        gamma,
-        beta,
-        epsilon: epsilon as f32,
-    })
-}
 
 /// One pre-LN block.
 #[derive(Debug, Clone)]

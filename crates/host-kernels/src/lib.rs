@@ -12,12 +12,16 @@
 //!   no padding computed), reading Q, K and V straight out of one fused projection;
 //! - [`activation`]: exact (erf) GELU, tanh GELU and quick-GELU, vectorised.
 //!
+//! With the `burn` feature, [`from_burn`] copies weights out of burn modules.
+//!
 //! Elementwise kernels are compiled twice, for AVX2+FMA and for the baseline, and chosen at run
 //! time. Work is split across rayon's threads unless [`Threads::One`] asks for one thread (for
 //! callers that run several streams themselves).
 
 pub mod activation;
 pub mod attention;
+#[cfg(feature = "burn")]
+pub mod from_burn;
 pub mod linear;
 pub mod norm;
 mod simd;

@@ -5,7 +5,7 @@
 use burn::module::Param;
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::Tensor;
-use host_kernels::{Attention, LayerNormWeights, SequenceSpan, Threads};
+use host_kernels::{Attention, LayerNormWeights, SequenceSpan, Threads, from_burn};
 
 use crate::config::{Activation, BertConfig, PoolingMode};
 use crate::error::{Error, Result};
@@ -37,40 +37,21 @@ pub(crate) struct HostBert {
     max_positions: usize,
 }
 
-fn values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
-    tensor
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::Backend(format!("{e:?}")))
+/// A burn parameter, layer or norm copied out, or an error naming what could not be read.
+fn copied<T>(what: &str, value: Option<T>) -> Result<T> {
+    value.ok_or_else(|| Error::Backend(format!("{what}: weights not readable as f32")))
 }
 
 fn param<const D: usize>(p: &Param<Tensor<D>>) -> Result<Vec<f32>> {
-    values(p.val())
+    copied("embedding", from_burn::values(p))
 }
 
 fn linear(l: &Linear) -> Result<host_kernels::Linear> {
-    let [d_in, d_out] = l.weight.dims();
-    let bias = l.bias.as_ref().map(param).transpose()?;
-    Ok(host_kernels::Linear::new(
-        param(&l.weight)?,
-        bias,
-        d_in,
-        d_out,
-    ))
+    copied("dense layer", from_burn::linear(l))
 }
 
 fn norm(n: &LayerNorm, epsilon: f64) -> Result<LayerNormWeights> {
-    let gamma = param(&n.gamma)?;
-    let beta = match &n.beta {
-        Some(b) => param(b)?,
-        None => vec![0.0; gamma.len()],
-    };
-    Ok(LayerNormWeights {
-        gamma,
-        beta,
-        epsilon: epsilon as f32,
-    })
+    copied("LayerNorm", from_burn::layer_norm(n, epsilon))
 }
 
 impl HostBert {

@@ -6,23 +6,10 @@
 //! tensor's host buffer with a branch-free rational approximation of erf that the compiler
 //! vectorises, split across rayon's threads. GPU devices keep burn's own kernel.
 
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 
-/// Whether `device` runs tensor ops on this machine's CPU with burn's scalar elementwise
-/// kernels (flex, ndarray), where [`gelu`] takes the host path.
-pub fn is_host_cpu(device: &Device) -> bool {
-    #[cfg(feature = "flex")]
-    if *device == Device::flex() {
-        return true;
-    }
-    #[cfg(feature = "ndarray")]
-    #[allow(deprecated)]
-    if *device == Device::ndarray() {
-        return true;
-    }
-    let _ = device;
-    false
-}
+/// Whether `device` is a CPU device (flex, ndarray), where [`gelu`] takes the host path.
+pub use host_kernels::from_burn::is_host_cpu;
 
 /// Exact GELU of an f32 tensor: on the host, vectorised and multi-threaded, for CPU devices;
 /// burn's `gelu` elsewhere.
@@ -43,6 +30,7 @@ pub fn gelu<const D: usize>(tensor: Tensor<D>) -> Tensor<D> {
 #[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
+    use burn::tensor::Device;
 
     #[test]
     fn erf_matches_libm_on_a_dense_grid() {
