@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 
 use crate::Threads;
-use crate::simd::{dispatch, exp};
+use crate::simd::{self, dispatch, exp};
 
 /// Where one sequence sits in a packed buffer: rows `start .. start + len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,13 +66,13 @@ dispatch! {
         for (i, row) in scores.chunks_exact_mut(len).enumerate() {
             let keys = if causal { i + 1 } else { len };
             let (live, masked) = row.split_at_mut(keys);
-            let max = live.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-            let mut sum = 0.0;
+            // Three passes, each free of a serial dependency so that it vectorises: the max,
+            // the exponentials, their sum; then the scaling.
+            let max = simd::max(live);
             for x in live.iter_mut() {
                 *x = exp(*x - max);
-                sum += *x;
             }
-            let inv = 1.0 / sum;
+            let inv = 1.0 / simd::sum(live);
             for x in live.iter_mut() {
                 *x *= inv;
             }

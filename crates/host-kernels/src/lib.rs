@@ -14,8 +14,8 @@
 //!
 //! With the `burn` feature, [`from_burn`] copies weights out of burn modules.
 //!
-//! Elementwise kernels are compiled twice, for AVX2+FMA and for the baseline, and chosen at run
-//! time. Work is split across rayon's threads unless [`Threads::One`] asks for one thread (for
+//! Elementwise kernels are compiled for AVX-512, for AVX2+FMA and for the baseline, and chosen at
+//! run time. Work is split across rayon's threads unless [`Threads::One`] asks for one thread (for
 //! callers that run several streams themselves).
 
 pub mod activation;

@@ -1,6 +1,6 @@
 //! LayerNorm over the rows of a row-major buffer, in place.
 
-use crate::simd::dispatch;
+use crate::simd::{self, dispatch};
 use crate::{Threads, for_row_chunks};
 
 /// A LayerNorm's scale, shift and epsilon.
@@ -26,8 +26,14 @@ dispatch! {
         let width = gamma.len();
         for row in rows.chunks_exact_mut(width) {
             // Two passes (mean, then variance about it), as PyTorch does, in f32.
-            let mean = row.iter().sum::<f32>() / width as f32;
-            let var = row.iter().map(|&x| (x - mean) * (x - mean)).sum::<f32>() / width as f32;
+            let mean = simd::sum(row) / width as f32;
+            let mut centred = [0f32; 8];
+            for chunk in row.chunks(8) {
+                for (c, &x) in centred.iter_mut().zip(chunk) {
+                    *c += (x - mean) * (x - mean);
+                }
+            }
+            let var = centred.iter().sum::<f32>() / width as f32;
             let inv = 1.0 / (var + epsilon).sqrt();
             for ((x, &g), &b) in row.iter_mut().zip(gamma).zip(beta) {
                 *x = (*x - mean) * inv * g + b;

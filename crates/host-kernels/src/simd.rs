@@ -1,5 +1,5 @@
-//! Compile-twice dispatch: a loop body written once, compiled for AVX2+FMA and for the
-//! baseline target, and chosen at run time. The bodies are plain scalar Rust that the compiler
+//! Compile-thrice dispatch: a loop body written once, compiled for AVX-512, for AVX2+FMA and
+//! for the baseline target, and chosen at run time. The bodies are plain scalar Rust that the compiler
 //! vectorises; `#[target_feature]` only widens the instructions it may use.
 
 /// Whether this CPU has AVX2 and FMA (checked once).
@@ -10,8 +10,16 @@ pub(crate) fn has_avx2_fma() -> bool {
     *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
 }
 
-/// Defines `pub(crate) fn $name($args) -> $ret` that runs `$body` compiled with AVX2+FMA where
-/// the CPU has them, and compiled for the baseline otherwise.
+/// Whether this CPU also has AVX-512F (checked once).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx512() -> bool {
+    use std::sync::OnceLock;
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| has_avx2_fma() && is_x86_feature_detected!("avx512f"))
+}
+
+/// Defines `pub(crate) fn $name($args) -> $ret` that runs `$body` compiled with AVX-512F or
+/// AVX2+FMA where the CPU has them, and compiled for the baseline otherwise.
 macro_rules! dispatch {
     ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
@@ -21,9 +29,17 @@ macro_rules! dispatch {
 
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn widest($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn wide($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)
+                }
+                if $crate::simd::has_avx512() {
+                    // SAFETY: the CPU was checked to support AVX-512F, AVX2 and FMA.
+                    return unsafe { widest($($arg),*) };
                 }
                 if $crate::simd::has_avx2_fma() {
                     // SAFETY: the CPU was checked to support AVX2 and FMA.
@@ -62,8 +78,54 @@ pub(crate) fn exp(x: f32) -> f32 {
     e * scale
 }
 
+/// Lanes of the partial sums and maxima below: one AVX-512 register of f32 (two AVX2 ones).
+const LANES: usize = 16;
+
+/// The sum of `values`, accumulated in [`LANES`] partial sums so that the loop vectorises (a
+/// single running sum is a serial dependency chain the compiler must keep in order).
+#[inline(always)]
+pub(crate) fn sum(values: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += v;
+        }
+    }
+    acc.iter().sum::<f32>() + tail.iter().sum::<f32>()
+}
+
+/// The largest of `values` (`-inf` when empty), in [`LANES`] partial maxima as [`sum`] does.
+#[inline(always)]
+pub(crate) fn max(values: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a = a.max(v);
+        }
+    }
+    acc.iter()
+        .chain(tail)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lane_sums_and_maxima_match_the_plain_ones() {
+        for n in [0usize, 1, 7, 8, 9, 63, 64, 385] {
+            let v: Vec<f32> = (0..n).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
+            assert_eq!(super::sum(&v), v.iter().sum::<f32>(), "n {n}");
+            assert_eq!(
+                super::max(&v),
+                v.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x))
+            );
+        }
+    }
+
     #[test]
     fn exp_matches_libm() {
         let mut worst = 0f32;
