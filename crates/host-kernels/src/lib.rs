@@ -12,7 +12,7 @@
 //!   no padding computed), reading Q, K and V straight out of one fused projection;
 //! - [`activation`]: exact (erf) GELU, tanh GELU and quick-GELU, vectorised.
 //!
-//! With the `burn` feature, [`from_burn`] copies weights out of burn modules.
+//! With the `burn` feature, `from_burn` copies weights out of burn modules.
 //!
 //! Elementwise kernels are compiled for AVX-512, for AVX2+FMA and for the baseline, and chosen at
 //! run time. Work is split across rayon's threads unless [`Threads::One`] asks for one thread (for
