@@ -5,16 +5,17 @@
     /root/.venv-ref/bin/python xtask/bench/make_random_clip.py --arch l14 --out ~/.cache/img2prompt/bench/clip-l14-random
 
 (the reference stack: python3 -m venv /root/.venv-ref && /root/.venv-ref/bin/pip install torch
-transformers open_clip_torch safetensors)
+transformers safetensors scikit-image; the fixture generator xtask/fixtures/clip.py, whose
+parameter init and tokenizer builder this script reuses, imports scikit-image)
 
 Writes, in HF layout (what CLIPModel.from_pretrained and our Rust loader read):
 - config.json            transformers.CLIPConfig with the hyper-parameters of
                          openai/clip-vit-base-patch32 or openai/clip-vit-large-patch14
 - model.safetensors      float32, seeded (torch.manual_seed), CLIPModel(config).save_pretrained
 - preprocessor_config.json  OpenAI's CLIP preprocessing (224 px, bicubic, CLIP mean/std)
-- tokenizer files        only when open_clip_torch is installed: vocab.json / merges.txt /
-                         tokenizer.json made offline from its bpe_simple_vocab_16e6.txt.gz (the
-                         OpenAI BPE); the Rust side has that BPE built in and does not need them.
+- tokenizer files        vocab.json / merges.txt / tokenizer.json made offline from the OpenAI
+                         BPE merges committed in crates/clip-encoder/assets (unless
+                         --no-tokenizer); the Rust side has that BPE built in.
 
 For speed work the values do not matter, but for the equal-work check in vs_torch.py (cosine of
 our embeddings vs torch's) they must make the output depend on the input: HF's own init
@@ -29,7 +30,6 @@ writes the newer form (pool at the first 49407), which gives the same result for
 """
 
 import argparse
-import gzip
 import json
 import os
 import sys
@@ -85,74 +85,27 @@ def make_config(arch, eos_token_id):
                       logit_scale_init_value=2.6592)
 
 
-def spread_init(model, seed):
-    """Redraw the parameters so that the embeddings depend on the input (see the module doc)."""
-    import torch
+def fixtures_clip():
+    """xtask/fixtures/clip.py, the clip-encoder fixture generator: its `perturb` (the spread
+    init) and `build_tokenizer` (OpenAI's BPE from the merges committed in
+    crates/clip-encoder/assets) are used here as they are."""
+    import importlib.util
 
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=g)
-            if "layer_norm" in name or "layrnorm" in name or "layernorm" in name:
-                p.copy_(1.0 + 0.3 * noise if name.endswith("weight") else 0.2 * noise)
-            elif name.endswith("bias"):
-                p.copy_(0.1 * noise)
-            elif "embedding" in name:
-                p.copy_(0.5 * noise)
-            elif name == "logit_scale":
-                p.fill_(2.6592)
-            else:
-                fan_in = p[0].numel() if p.ndim >= 2 else p.shape[0]
-                p.copy_(noise / fan_in ** 0.5)
-
-
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
-
-
-def open_clip_bpe_path():
-    try:
-        import open_clip
-    except ImportError:
-        return None
-    path = os.path.join(os.path.dirname(open_clip.__file__), "bpe_simple_vocab_16e6.txt.gz")
-    return path if os.path.isfile(path) else None
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "clip.py")
+    spec = importlib.util.spec_from_file_location("img2prompt_fixtures_clip", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def save_tokenizer(out):
-    """OpenAI's CLIP tokenizer files, made offline from open_clip's BPE file (as open_clip's
-    SimpleTokenizer and HF's CLIPTokenizer read it: the first 48 894 merges). False if no BPE."""
-    bpe = open_clip_bpe_path()
-    if bpe is None:
-        return False
-    from transformers import CLIPTokenizer
-
-    lines = gzip.open(bpe).read().decode("utf-8").split("\n")
-    merges = lines[1 : 49152 - 256 - 2 + 1]
-    assert len(merges) == 48894, len(merges)
-    vocab = list(bytes_to_unicode().values())
-    vocab = vocab + [v + "</w>" for v in vocab]
-    vocab += ["".join(m.split()) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    assert len(vocab) == 49408
-    vpath, mpath = os.path.join(out, "vocab.json"), os.path.join(out, "merges.txt")
-    with open(vpath, "w", encoding="utf-8") as f:
-        json.dump({t: i for i, t in enumerate(vocab)}, f, ensure_ascii=False)
-    with open(mpath, "w", encoding="utf-8") as f:
-        f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
-    tok = CLIPTokenizer(vocab=vpath, merges=mpath, model_max_length=77)
+    """OpenAI's CLIP tokenizer files, made offline from the BPE merges committed in
+    crates/clip-encoder/assets (the first 48 894 merges, as open_clip's SimpleTokenizer and HF's
+    CLIPTokenizer read them)."""
+    tok = fixtures_clip().build_tokenizer(out)
     ids = tok("a photo of a cat")["input_ids"]
     assert ids == [49406, 320, 1125, 539, 320, 2368, 49407], ids
     tok.save_pretrained(out)
-    return True
 
 
 def make(arch, out, seed=0, init="spread", eos_token_id=2, tokenizer=True):
@@ -165,16 +118,17 @@ def make(arch, out, seed=0, init="spread", eos_token_id=2, tokenizer=True):
     config = make_config(arch, eos_token_id)
     model = CLIPModel(config).float().eval()
     if init == "spread":
-        spread_init(model, seed + 1)
+        fixtures_clip().perturb(model, seed + 1)
     model.save_pretrained(out, safe_serialization=True)
     with open(os.path.join(out, "preprocessor_config.json"), "w") as f:
         json.dump(PREPROCESSOR, f, indent=2)
-    has_tok = save_tokenizer(out) if tokenizer else False
+    if tokenizer:
+        save_tokenizer(out)
     with open(os.path.join(out, "RANDOM_WEIGHTS.txt"), "w") as f:
         f.write(f"Random weights at the shapes of {ARCHS[arch]['name']} (not a trained model).\n"
                 f"Made by xtask/bench/make_random_clip.py --arch {arch} --seed {seed} --init {init} "
                 f"--eos-token-id {eos_token_id}{'' if tokenizer else ' --no-tokenizer'}\n"
-                f"tokenizer files: {'yes (open_clip BPE)' if has_tok else 'no'}\n")
+                f"tokenizer files: {'yes (the committed OpenAI BPE)' if tokenizer else 'no'}\n")
     return out
 
 

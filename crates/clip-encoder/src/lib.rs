@@ -150,11 +150,7 @@ fn load_weights<M: ModuleSnapshot>(module: &mut M, path: &Path, prefixes: &[&str
 /// Host weights built by `build`, or an error when `device` is not a CPU or the weights
 /// cannot be read as f32.
 fn host_for<T>(device: &Device, build: impl FnOnce() -> Option<T>) -> Result<T> {
-    if !is_host_cpu(device) {
-        return Err(Error::Backend(format!(
-            "host kernels run on CPU devices only, not {device:?}"
-        )));
-    }
+    host_kernels::from_burn::require_host_cpu(device).map_err(Error::Backend)?;
     build().ok_or_else(|| Error::Backend("the tower's weights are not readable as f32".into()))
 }
 

@@ -22,6 +22,18 @@ pub fn is_host_cpu(device: &Device) -> bool {
     false
 }
 
+/// `Ok` on a CPU device ([`is_host_cpu`]); otherwise the message that the host kernels cannot
+/// run on `device`, for the encoders' errors.
+pub fn require_host_cpu(device: &Device) -> Result<(), String> {
+    if is_host_cpu(device) {
+        Ok(())
+    } else {
+        Err(format!(
+            "host kernels run on CPU devices only, not {device:?}"
+        ))
+    }
+}
+
 /// A parameter's values as `f32` (converted from its dtype), or `None` if they cannot be read.
 pub fn values<const D: usize>(param: &Param<Tensor<D>>) -> Option<Vec<f32>> {
     param
@@ -66,6 +78,7 @@ mod tests {
     fn burn_layers_copied_out_compute_what_burn_computes() {
         let device = Device::flex();
         assert!(is_host_cpu(&device));
+        assert_eq!(require_host_cpu(&device), Ok(()));
         let layer = LinearConfig::new(5, 3).init(&device);
         let norm = LayerNormConfig::new(3).with_epsilon(1e-5).init(&device);
         let x: Vec<f32> = (0..10).map(|i| i as f32 * 0.3 - 1.0).collect();

@@ -108,12 +108,7 @@ impl SentenceEncoder {
         if !enabled {
             self.host = None;
         } else if self.host.is_none() {
-            if !crate::host_gelu::is_host_cpu(&self.device) {
-                return Err(Error::Backend(format!(
-                    "host kernels run on CPU devices only, not {:?}",
-                    self.device
-                )));
-            }
+            host_kernels::from_burn::require_host_cpu(&self.device).map_err(Error::Backend)?;
             self.host = Some(HostBert::from_model(&self.model, &self.config)?);
         }
         Ok(self)

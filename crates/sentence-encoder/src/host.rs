@@ -101,8 +101,13 @@ impl HostBert {
         self.attention.width
     }
 
-    /// Last hidden states of the texts, packed back to back: `[Σ len, width]`.
-    fn forward(&self, texts: &[&TokenizedText], threads: Threads) -> Result<Vec<f32>> {
+    /// Last hidden states of the texts, packed back to back as `spans` says: `[Σ len, width]`.
+    fn forward(
+        &self,
+        texts: &[&TokenizedText],
+        spans: &[SequenceSpan],
+        threads: Threads,
+    ) -> Result<Vec<f32>> {
         let w = self.width();
         let vocab = self.word_embeddings.len() / w;
         let tokens: usize = texts.iter().map(|t| t.ids.len()).sum();
@@ -133,12 +138,11 @@ impl HostBert {
             }
         }
         host_kernels::layer_norm(&mut x, &self.embedding_norm, threads);
-        let spans = SequenceSpan::packed(texts.iter().map(|t| t.ids.len()));
         // One set of buffers for every layer: fresh allocations would page-fault each time.
         let (mut qkv, mut context, mut inner) = (Vec::new(), Vec::new(), Vec::new());
         for layer in &self.layers {
             layer.qkv.forward_into(&x, &mut qkv, threads);
-            host_kernels::attention_into(&qkv, &spans, &self.attention, &mut context, threads);
+            host_kernels::attention_into(&qkv, spans, &self.attention, &mut context, threads);
             // Post-LN: x = LN(x + context · Wo + bo), then x = LN(x + down(act(up(x)))).
             layer.attention_out.forward_add(&context, &mut x, threads);
             host_kernels::layer_norm(&mut x, &layer.attention_norm, threads);
@@ -163,9 +167,9 @@ impl HostBert {
         threads: Threads,
     ) -> Result<Vec<f32>> {
         let w = self.width();
-        let hidden = self.forward(texts, threads)?;
-        let mut out = vec![0f32; texts.len() * w];
         let spans = SequenceSpan::packed(texts.iter().map(|t| t.ids.len()));
+        let hidden = self.forward(texts, &spans, threads)?;
+        let mut out = vec![0f32; texts.len() * w];
         for (row, span) in out.chunks_exact_mut(w).zip(spans) {
             let rows = &hidden[span.start * w..(span.start + span.len) * w];
             match pooling {
