@@ -46,8 +46,14 @@ fn tiny_demo_report_agrees_with_eval_and_predict() {
     assert!(sheet.width() > 200 && sheet.height() > 200);
     let n_test = report["n_test"].as_u64().unwrap() as usize;
     assert_eq!(n_test, 100);
-    // The default text (the neighbour nearest the prediction) beats the best neighbour's.
+    // The default text (the index prompt nearest the prediction) beats the best neighbour's.
     for split in ["test", "cross_domain"] {
+        assert!(
+            report[split]["text_score_nearest_neighbour"]
+                .as_f64()
+                .unwrap()
+                > 0.0
+        );
         let nearest = report[split]["text_score"].as_f64().unwrap();
         let best = report[split]["text_score_best_neighbour"].as_f64().unwrap();
         assert!(

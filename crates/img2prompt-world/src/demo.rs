@@ -11,8 +11,8 @@ use std::time::Instant;
 use img2prompt::builder::{BuildObserver, IndexBuilder};
 use img2prompt::burn::tensor::Device;
 use img2prompt::components::{
-    ClipImageEmbedder, ClipTextEmbedder, ImageEmbedder, IndexSearch, SentenceTextEmbedder,
-    TextEmbedder,
+    ClipImageEmbedder, ClipTextEmbedder, ImageEmbedder, IndexSearch, NeighbourSearch,
+    SentenceTextEmbedder, TextEmbedder,
 };
 use img2prompt::compose::PromptChoice;
 use img2prompt::eval::{EvalOptions, EvalReport, EvalSet};
@@ -119,8 +119,11 @@ pub struct SplitScores {
     /// Fused at k = 100 per KNN share.
     pub fused_by_weight: BTreeMap<String, f64>,
     /// Cosine of the output prompt text's own sentence embedding: `predict`'s default text, the
-    /// neighbour nearest the (paper-blend) prediction.
+    /// prompt nearest the (paper-blend) prediction in the whole index.
     pub text_score: f64,
+    /// The same for the neighbour nearest the prediction (the default text before).
+    #[serde(default)]
+    pub text_score_nearest_neighbour: f64,
     /// The same for the best neighbour's prompt (the search's first hit), the text before.
     #[serde(default)]
     pub text_score_best_neighbour: f64,
@@ -206,9 +209,15 @@ impl DemoReport {
         );
         row(
             &mut s,
-            "text score (neighbour nearest the prediction)",
+            "text score (index prompt nearest the prediction)",
             t.text_score,
             c.text_score,
+        );
+        row(
+            &mut s,
+            "text score (neighbour nearest the prediction)",
+            t.text_score_nearest_neighbour,
+            c.text_score_nearest_neighbour,
         );
         row(
             &mut s,
@@ -404,9 +413,9 @@ pub fn run_demo(
     ));
     let (test_set, test_top1, test_images, test_queries) = gather(&world.test)?;
     let (cross_set, cross_top1, _, cross_queries) = gather(&world.cross_domain)?;
-    let validation = split_scores(&val_set, &best, val_top1)?;
-    let test = split_scores(&test_set, &best, test_top1)?;
-    let cross_domain = split_scores(&cross_set, &best, cross_top1)?;
+    let validation = split_scores(&val_set, &search, &best, val_top1)?;
+    let test = split_scores(&test_set, &search, &best, test_top1)?;
+    let cross_domain = split_scores(&cross_set, &search, &best, cross_top1)?;
     seconds.insert("evaluate".to_string(), t.elapsed().as_secs_f64());
 
     // Optional: the head trained on rendered image-prompt pairs, evaluated in the same sets.
@@ -464,9 +473,9 @@ pub fn run_demo(
                 n_pairs: pairs.n,
                 images_encoded: report.images_encoded,
                 images_cached: report.images_cached,
-                test: split_scores(&test_p, &best_p, test_top1)?,
-                cross_domain: split_scores(&cross_p, &best_p, cross_top1)?,
-                validation: split_scores(&val_p, &best_p, val_top1)?,
+                test: split_scores(&test_p, &search, &best_p, test_top1)?,
+                cross_domain: split_scores(&cross_p, &search, &best_p, cross_top1)?,
+                validation: split_scores(&val_p, &search, &best_p, val_top1)?,
             })
         }
     };
@@ -484,26 +493,31 @@ pub fn run_demo(
             let score = fused
                 .as_ref()
                 .and_then(|f| prompt_fusion::cosine(&f.embedding, q.truth).ok());
-            // The text `predict` gives: the neighbour nearest the (shown) prediction.
+            // The text `predict` gives: the index prompt nearest the (shown) prediction, else
+            // the neighbour nearest it.
             let hits = &test_set.hits[i];
-            let predicted = fused
-                .and_then(|f| {
-                    PromptChoice::default().pick(
-                        &f.embedding,
-                        hits.iter().take(best.k).map(|h| h.target.as_slice()),
-                    )
-                })
-                .and_then(|j| hits.get(j))
-                .map(|h| h.prompt.clone())
-                .unwrap_or_default();
-            SheetEntry {
+            let predicted = match fused {
+                Some(f) => match search.nearest_by_target(&f.embedding)?.pop().flatten() {
+                    Some(hit) => hit.prompt,
+                    None => PromptChoice::NearestToPrediction
+                        .pick(
+                            &f.embedding,
+                            hits.iter().take(best.k).map(|h| h.target.as_slice()),
+                        )
+                        .and_then(|j| hits.get(j))
+                        .map(|h| h.prompt.clone())
+                        .unwrap_or_default(),
+                },
+                None => String::new(),
+            };
+            Ok(SheetEntry {
                 image,
                 truth: scene.prompt(),
                 predicted,
                 score,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     let sheet = contact_sheet(&entries, 4);
     write_png_atomic(&options.out.join("contact-sheet.png"), &sheet)?;
     let pairs_dir = options.out.join("pairs");
@@ -581,8 +595,13 @@ fn aggregation_name(a: Aggregation) -> String {
     }
 }
 
-fn split_scores(set: &EvalSet, tuned: &FusionConfig, retrieval_top1: f64) -> Result<SplitScores> {
-    let report: EvalReport = set.report(&EvalOptions::default(), None)?;
+fn split_scores(
+    set: &EvalSet,
+    search: &IndexSearch,
+    tuned: &FusionConfig,
+    retrieval_top1: f64,
+) -> Result<SplitScores> {
+    let report: EvalReport = set.report(&EvalOptions::default(), None, search)?;
     let paper = FusionConfig::default();
     Ok(SplitScores {
         clip_head: report.clip_head.unwrap_or(f64::NAN),
@@ -596,6 +615,11 @@ fn split_scores(set: &EvalSet, tuned: &FusionConfig, retrieval_top1: f64) -> Res
         },
         fused_by_weight: report.fused,
         text_score: report.text_score,
+        text_score_nearest_neighbour: report
+            .text_scores
+            .get(PromptChoice::NearestToPrediction.name())
+            .copied()
+            .unwrap_or(f64::NAN),
         text_score_best_neighbour: report
             .text_scores
             .get(PromptChoice::BestNeighbour.name())

@@ -74,6 +74,15 @@ pub trait NeighbourSearch: Send + Sync {
     /// Top-`k` hits per query (queries flat row-major, `key_dim` wide), best first. Fewer than
     /// `k` come back when the corpus is smaller.
     fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Hit>>>;
+    /// For each target-space query (flat rows, `target_dim` wide; e.g. fused predictions), the
+    /// stored prompt whose target is most similar to it by cosine, searched over the whole
+    /// corpus rather than the key neighbours; the [`Hit`]'s `score` is that cosine. `None` for a
+    /// query with no answer. The default answers `None` for every query (a search that cannot
+    /// scan its targets): callers then fall back to picking among the neighbours.
+    fn nearest_by_target(&self, queries: &[f32]) -> Result<Vec<Option<Hit>>> {
+        let rows = queries.len() / self.target_dim().max(1);
+        Ok(vec![None; rows])
+    }
 }
 
 /// Maps a key-space (CLIP) embedding straight into the target (sentence) space: the paper's
@@ -354,5 +363,24 @@ impl NeighbourSearch for IndexSearch {
                     .collect()
             })
             .collect())
+    }
+
+    fn nearest_by_target(&self, queries: &[f32]) -> Result<Vec<Option<Hit>>> {
+        self.index
+            .nearest_by_target(queries)?
+            .into_iter()
+            .map(|found| {
+                found
+                    .map(|(id, cosine)| {
+                        Ok(Hit {
+                            id,
+                            score: cosine,
+                            prompt: self.index.prompt(id)?.to_string(),
+                            target: self.index.target(id)?.to_vec(),
+                        })
+                    })
+                    .transpose()
+            })
+            .collect()
     }
 }

@@ -203,7 +203,7 @@ pub struct EvalReport {
     /// Mean cosine of the output prompt texts' own sentence embeddings (the texts `predict`
     /// prints: composed ones when given, else the default [`PromptChoice`]'s).
     pub text_score: f64,
-    /// How the output prompt texts were chosen (`nearest`, `best-neighbour` or `compose`).
+    /// How the output prompt texts were chosen (a [`PromptChoice`] name, or `compose`).
     pub text_mode: String,
     /// The text score of every way of choosing the text that was evaluated (each
     /// [`PromptChoice`] by name, at `fused_k` with the paper's 0.6 / 0.4 blend, and `compose`
@@ -354,7 +354,14 @@ impl EvalSet {
     /// The table. `texts` are the output prompts' own sentence embeddings (flat) when they are
     /// not a neighbour's prompt (e.g. composed prompts); every [`PromptChoice`] is scored too,
     /// by the picked neighbour's stored target, which *is* its prompt's sentence embedding.
-    pub fn report(&self, options: &EvalOptions, texts: Option<&[f32]>) -> Result<EvalReport> {
+    /// `search` is the one the set was gathered from: [`PromptChoice::NearestInIndex`] scans
+    /// its targets.
+    pub fn report(
+        &self,
+        options: &EvalOptions,
+        texts: Option<&[f32]>,
+        search: &dyn NeighbourSearch,
+    ) -> Result<EvalReport> {
         let queries = self.queries();
         let config = |k: usize, weights: BlendWeights| FusionConfig {
             k,
@@ -397,10 +404,17 @@ impl EvalSet {
             .iter()
             .map(|q| paper.fuse(&q.neighbours, q.head).map(|f| f.embedding))
             .collect::<std::result::Result<Vec<_>, _>>()?;
+        let in_index = search.nearest_by_target(&predictions.concat())?;
         let mut text_scores = BTreeMap::new();
         for choice in PromptChoice::ALL {
             let mut picked: Vec<&[f32]> = Vec::with_capacity(self.len());
-            for (prediction, hits) in predictions.iter().zip(&self.hits) {
+            for (q, (prediction, hits)) in predictions.iter().zip(&self.hits).enumerate() {
+                if choice.searches_index()
+                    && let Some(Some(hit)) = in_index.get(q)
+                {
+                    picked.push(hit.target.as_slice());
+                    continue;
+                }
                 let i = choice
                     .pick(
                         prediction,
@@ -489,6 +503,19 @@ mod tests {
                 .map(|_| self.0.iter().take(k).cloned().collect())
                 .collect())
         }
+        /// The whole table, not only the first `k`, by cosine to the query.
+        fn nearest_by_target(&self, queries: &[f32]) -> Result<Vec<Option<Hit>>> {
+            Ok(queries
+                .chunks_exact(2)
+                .map(|q| {
+                    let cos = |h: &Hit| prompt_fusion::cosine(q, &h.target).unwrap_or(-2.0);
+                    self.0
+                        .iter()
+                        .max_by(|a, b| cos(a).total_cmp(&cos(b)))
+                        .cloned()
+                })
+                .collect())
+        }
     }
 
     struct Fixed(Vec<f32>);
@@ -517,7 +544,14 @@ mod tests {
     #[test]
     fn table_rows_follow_from_the_neighbours() {
         // Truth [1, 0]; best neighbour exact, second orthogonal; the head says [0, 1].
-        let search = Table(vec![hit(0, 0.75, [1.0, 0.0]), hit(1, 0.25, [0.0, 1.0])]);
+        // A third prompt, beyond the k = 2 neighbours, lies along the fused prediction.
+        let along = [0.569f32, 0.590];
+        let n = (along[0] * along[0] + along[1] * along[1]).sqrt();
+        let search = Table(vec![
+            hit(0, 0.75, [1.0, 0.0]),
+            hit(1, 0.25, [0.0, 1.0]),
+            hit(2, 0.1, [along[0] / n, along[1] / n]),
+        ]);
         let head = Fixed(vec![0.0, 1.0]);
         let set = EvalSet::gather(&[1.0, 0.0], &[1.0, 0.0], &search, Some(&head), 2).unwrap();
         let options = EvalOptions {
@@ -526,7 +560,7 @@ mod tests {
             fused_k: 2,
             ..EvalOptions::default()
         };
-        let r = set.report(&options, None).unwrap();
+        let r = set.report(&options, None, &search).unwrap();
         assert!((r.knn[&1] - 1.0).abs() < 1e-6);
         // k = 2: weights 0.75 / 0.25 -> [3, 1] / sqrt(10).
         let knn2 = 3.0 / 10f64.sqrt();
@@ -539,17 +573,20 @@ mod tests {
         assert!((r.fused["0.5"] - expected).abs() < 1e-6, "{:?}", r.fused);
         // Texts: the best neighbour's is the truth; the paper's 0.6 / 0.4 blend at k = 2,
         // 0.6 u + 0.4 [0, 1] = [0.569, 0.590], is nearer the second neighbour's [0, 1], whose
-        // text scores 0. The default is the nearest.
+        // text scores 0. The default searches the whole table and finds the third prompt,
+        // whose cosine to the truth is its first coordinate.
         assert!((r.text_scores["best-neighbour"] - 1.0).abs() < 1e-6);
         assert!(r.text_scores["nearest"].abs() < 1e-6);
-        assert_eq!(r.text_mode, "nearest");
-        assert_eq!(r.text_score, r.text_scores["nearest"]);
+        let third = f64::from(along[0] / n);
+        assert!((r.text_scores["nearest-in-index"] - third).abs() < 1e-6);
+        assert_eq!(r.text_mode, "nearest-in-index");
+        assert_eq!(r.text_score, r.text_scores["nearest-in-index"]);
         assert!(r.table().contains("CLIP head only"));
-        assert!(r.table().contains("text score (nearest) *"));
-        let composed = set.report(&options, Some(&[0.0, 1.0])).unwrap();
+        assert!(r.table().contains("text score (nearest-in-index) *"));
+        let composed = set.report(&options, Some(&[0.0, 1.0]), &search).unwrap();
         assert!(composed.text_score.abs() < 1e-6);
         assert_eq!(composed.text_mode, "compose");
-        assert_eq!(composed.text_scores.len(), 3);
+        assert_eq!(composed.text_scores.len(), 4);
     }
 
     #[test]

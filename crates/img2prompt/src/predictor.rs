@@ -89,8 +89,8 @@ pub struct Prediction {
     pub head: Option<Vec<f32>>,
     /// The neighbours searched (the fusion's `k`), best first, with the weights used.
     pub neighbours: Vec<PredictedNeighbour>,
-    /// The prompt text: a neighbour's prompt picked by the predictor's [`PromptChoice`], or the
-    /// composed prompt with composing on.
+    /// The prompt text: a corpus prompt picked by the predictor's [`PromptChoice`] (by default
+    /// the one nearest `embedding` in the whole index), or the composed prompt with composing on.
     pub prompt: String,
 }
 
@@ -126,8 +126,8 @@ pub struct PredictorBuilder {
 }
 
 impl PredictorBuilder {
-    /// Which neighbour's prompt is the text when not composing (default
-    /// [`PromptChoice::NearestToPrediction`]).
+    /// Which corpus prompt is the text when not composing (default
+    /// [`PromptChoice::NearestInIndex`]).
     pub fn prompt_choice(mut self, prompt: PromptChoice) -> Self {
         self.prompt = prompt;
         self
@@ -390,13 +390,31 @@ impl Predictor {
             }
             None => None,
         };
-        hits.into_iter()
+        let mut predictions = hits
+            .into_iter()
             .enumerate()
             .map(|(i, hits)| {
                 let head = heads.as_ref().map(|h| h[i].clone());
                 self.finish(hits, head)
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        if let PromptText::Pick(choice) = &self.prompt_text
+            && choice.searches_index()
+        {
+            // One scan of the index's targets for the whole batch; where it has no answer the
+            // neighbour pick `finish` made stays.
+            let flat: Vec<f32> = predictions
+                .iter()
+                .flat_map(|p| p.embedding.iter().copied())
+                .collect();
+            let found = self.search.nearest_by_target(&flat)?;
+            for (prediction, hit) in predictions.iter_mut().zip(found) {
+                if let Some(hit) = hit {
+                    prediction.prompt = hit.prompt;
+                }
+            }
+        }
+        Ok(predictions)
     }
 
     /// Fuses one query's hits and head prediction and picks its prompt text.
@@ -569,6 +587,81 @@ mod tests {
         assert!((out[0].embedding[0] - 0.6 / n).abs() < 1e-6);
         assert!((out[0].embedding[1] - 0.4 / n).abs() < 1e-6);
         assert_eq!(out[0].head.as_deref(), Some(&[0.0, 1.0][..]));
+    }
+
+    /// `Colours` that can also scan its whole table by target.
+    struct ScanningColours(Colours);
+
+    impl NeighbourSearch for ScanningColours {
+        fn key_dim(&self) -> usize {
+            self.0.key_dim()
+        }
+        fn target_dim(&self) -> usize {
+            self.0.target_dim()
+        }
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn key_model(&self) -> Option<&ModelId> {
+            self.0.key_model()
+        }
+        fn target_model(&self) -> Option<&ModelId> {
+            self.0.target_model()
+        }
+        fn search(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Hit>>> {
+            self.0.search(queries, k)
+        }
+        fn nearest_by_target(&self, queries: &[f32]) -> Result<Vec<Option<Hit>>> {
+            // Every prompt is a hit of the all-ones key query.
+            let all = self.0.search(&[1.0, 1.0, 1.0], 3)?.remove(0);
+            Ok(queries
+                .chunks_exact(2)
+                .map(|q| {
+                    let cos = |h: &Hit| prompt_fusion::cosine(q, &h.target).unwrap_or(-2.0);
+                    all.iter().max_by(|a, b| cos(a).total_cmp(&cos(b))).cloned()
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn the_default_text_is_the_nearest_prompt_in_the_whole_index() {
+        // k = 1: red's only neighbour is "red"; the fused [0.83, 0.55] is nearer blue's
+        // [0.6, 0.8] (cosine 0.94) than red's [1, 0] (0.83), and blue is no neighbour.
+        let build = |choice: Option<PromptChoice>| {
+            let mut b = Predictor::builder()
+                .image_encoder(mean_colour("mean-colour@0001"))
+                .index(ScanningColours(colours()))
+                .head(ConstantHead(vec![0.0, 1.0]))
+                .fusion(FusionConfig {
+                    k: 1,
+                    ..FusionConfig::default()
+                });
+            if let Some(choice) = choice {
+                b = b.prompt_choice(choice);
+            }
+            b.build().unwrap()
+        };
+        let red = [solid(255, 0, 0)];
+        let default = build(None).predict_batch(&red).unwrap();
+        assert_eq!(default[0].prompt, "blue image");
+        assert_eq!(default[0].neighbours.len(), 1);
+        let among_neighbours = build(Some(PromptChoice::NearestToPrediction))
+            .predict_batch(&red)
+            .unwrap();
+        assert_eq!(among_neighbours[0].prompt, "red image");
+        // A search that cannot scan its targets falls back to the neighbour pick.
+        let plain = Predictor::builder()
+            .image_encoder(mean_colour("mean-colour@0001"))
+            .index(colours())
+            .head(ConstantHead(vec![0.0, 1.0]))
+            .fusion(FusionConfig {
+                k: 1,
+                ..FusionConfig::default()
+            })
+            .build()
+            .unwrap();
+        assert_eq!(plain.predict_batch(&red).unwrap()[0].prompt, "red image");
     }
 
     #[test]

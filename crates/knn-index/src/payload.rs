@@ -198,6 +198,62 @@ impl PayloadStore {
         }
     }
 
+    /// For each query (rows `target_dim` wide, flat), the row whose target is most similar to
+    /// it by cosine, with that cosine: an exhaustive scan of every stored target, in blocks so
+    /// that the targets are read once per call whatever the number of queries. `None` for a
+    /// query when the store is empty or the query is all zeros. Compact targets are decoded a
+    /// row at a time (no decoded copy of the whole store is made).
+    pub fn nearest_rows(&self, queries: &[f32]) -> Result<Vec<Option<(usize, f32)>>> {
+        let d = self.target_dim;
+        if d == 0 || !queries.len().is_multiple_of(d) {
+            return Err(Error::Dimension {
+                what: "target query",
+                expected: d,
+                found: queries.len(),
+            });
+        }
+        if let Some(row) = queries
+            .chunks_exact(d)
+            .position(|q| q.iter().any(|v| !v.is_finite()))
+        {
+            return Err(Error::NonFinite {
+                what: "target query",
+                row,
+            });
+        }
+        let norms: Vec<f32> = queries.chunks_exact(d).map(norm).collect();
+        let mut best: Vec<Option<(usize, f32)>> = vec![None; norms.len()];
+        let encoding = self.encoding();
+        let width = encoding.code_bytes(d).max(1);
+        let scales = match &self.targets {
+            Targets::Int8 { scales, .. } => Some(scales.as_slice()),
+            _ => None,
+        };
+        for (row, codes) in self
+            .code_bytes()
+            .chunks_exact(width)
+            .enumerate()
+            .take(self.count)
+        {
+            let scale = scales.and_then(|s| s.get(row)).copied().unwrap_or(0.0);
+            let target = decode_row(encoding, codes, scale);
+            let target_norm = norm(&target);
+            if target_norm == 0.0 {
+                continue;
+            }
+            for ((query, &query_norm), slot) in queries.chunks_exact(d).zip(&norms).zip(&mut best) {
+                if query_norm == 0.0 {
+                    continue;
+                }
+                let cosine = dot(query, &target) / (query_norm * target_norm);
+                if slot.is_none_or(|(_, b)| cosine > b) {
+                    *slot = Some((row, cosine));
+                }
+            }
+        }
+        Ok(best)
+    }
+
     /// All target vectors, row-major (`len() × target_dim()` floats): still memory-mapped for
     /// `f32` targets, decoded into memory for compact ones.
     pub fn targets(&self) -> Cow<'_, [f32]> {
@@ -215,4 +271,27 @@ impl PayloadStore {
         }
         Cow::Owned(out)
     }
+}
+
+/// Dot product of two equally long vectors (8 partial sums, so that it vectorises).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (a_blocks, b_blocks) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a_blocks
+        .remainder()
+        .iter()
+        .zip(b_blocks.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a_blocks.zip(b_blocks) {
+        for ((sum, x), y) in acc.iter_mut().zip(x).zip(y) {
+            *sum += x * y;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Euclidean length.
+fn norm(v: &[f32]) -> f32 {
+    dot(v, v).sqrt()
 }

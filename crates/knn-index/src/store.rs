@@ -237,6 +237,26 @@ impl PromptIndex {
             .collect()
     }
 
+    /// For each sentence-space query (flat rows, `target_dim` wide), the id of the prompt whose
+    /// stored target is most similar to it by cosine, with that cosine: an exhaustive scan of
+    /// the whole payload (see [`PayloadStore::nearest_rows`]), independent of the key search.
+    pub fn nearest_by_target(&self, queries: &[f32]) -> Result<Vec<Option<(u64, f32)>>> {
+        self.payload
+            .nearest_rows(queries)?
+            .into_iter()
+            .map(|found| {
+                found
+                    .map(|(row, cosine)| {
+                        let id = self.id_at(row).ok_or_else(|| {
+                            Error::corrupt(self.dir.join(IDS_FILE), format!("no id for row {row}"))
+                        })?;
+                        Ok((id, cosine))
+                    })
+                    .transpose()
+            })
+            .collect()
+    }
+
     /// The ids and stored keys of rows `start..start + n`: `(ids, keys)` with `keys` row-major,
     /// `n * key_dim` floats, row `i` of both belonging to row `start + i` of the payload (so
     /// `payload().targets()` rows line up). Keys are the L2-normalised keys as stored, exact
@@ -319,6 +339,83 @@ fn verify_lookup(ids: &MappedU64, lookup: &MappedU64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use crate::{IndexConfig, IndexSpec, PromptIndex, build_index, l2_normalize, synth};
+
+    /// The target scan against an f64 brute force, for every target encoding: the same id
+    /// (compact codes may only swap near-ties) and the cosine of the decoded row.
+    #[test]
+    fn nearest_by_target_is_the_brute_force_argmax_in_every_encoding() {
+        use crate::TargetEncoding;
+        let (n, dim, td) = (300, 4, 16);
+        let tmp = tempfile::tempdir().unwrap();
+        let raw = synth::gaussian(1, n, dim);
+        let ids: Vec<u64> = (0..n as u64).map(|i| 1000 + 7 * i).collect();
+        let prompts: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+        let targets = synth::unit_vectors(2, n, td);
+        // Queries: noisy copies of a few rows (so there is a clear winner), plus a random one.
+        let mut queries: Vec<f32> = Vec::new();
+        for row in [0, 17, 150, 299] {
+            let noise = synth::gaussian(row as u64 + 10, 1, td);
+            queries.extend(
+                targets[row * td..(row + 1) * td]
+                    .iter()
+                    .zip(&noise)
+                    .map(|(t, e)| 3.0 * t + 0.3 * e),
+            );
+        }
+        queries.extend(synth::gaussian(99, 1, td));
+        let brute = |q: &[f32]| -> (usize, f64) {
+            let qn = q.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+            (0..n)
+                .map(|r| {
+                    let t = &targets[r * td..(r + 1) * td];
+                    let d: f64 = q
+                        .iter()
+                        .zip(t)
+                        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                        .sum();
+                    let tn = t.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+                    (r, d / (qn * tn))
+                })
+                .fold((0, f64::NEG_INFINITY), |b, c| if c.1 > b.1 { c } else { b })
+        };
+        for encoding in [
+            TargetEncoding::F32,
+            TargetEncoding::F16,
+            TargetEncoding::Int8,
+        ] {
+            let out = tmp.path().join(encoding.to_string());
+            let config = IndexConfig::new(dim, td, IndexSpec::Exact).with_targets(encoding);
+            build_index(&out, config, &ids, &raw, &prompts, &targets).unwrap();
+            let index = PromptIndex::open(&out).unwrap();
+            let found = index.nearest_by_target(&queries).unwrap();
+            assert_eq!(found.len(), 5);
+            for (q, got) in queries.chunks_exact(td).zip(found) {
+                let (id, cosine) = got.unwrap();
+                let (row, want) = brute(q);
+                let tol = if encoding.is_f32() { 1e-5 } else { 2e-2 };
+                assert!(
+                    (f64::from(cosine) - want).abs() < tol,
+                    "{encoding}: {cosine} vs {want}"
+                );
+                if encoding.is_f32() {
+                    assert_eq!(id, ids[row], "{encoding}");
+                }
+            }
+        }
+        // The noisy copies find their own rows.
+        let index = PromptIndex::open(tmp.path().join("f32")).unwrap();
+        let found = index.nearest_by_target(&queries).unwrap();
+        for (i, row) in [0, 17, 150, 299].into_iter().enumerate() {
+            assert_eq!(found[i].unwrap().0, ids[row]);
+        }
+        // Wrong widths and non-finite queries are refused, not scanned.
+        assert!(index.nearest_by_target(&queries[..td - 1]).is_err());
+        let mut bad = queries[..td].to_vec();
+        bad[3] = f32::NAN;
+        assert!(index.nearest_by_target(&bad).is_err());
+        // An all-zero query has no nearest row.
+        assert_eq!(index.nearest_by_target(&vec![0.0; td]).unwrap(), vec![None]);
+    }
 
     #[test]
     fn keys_in_rows_are_the_normalised_keys_with_their_ids() {

@@ -91,7 +91,7 @@ pub(crate) fn run(models: &Models, args: &EvalArgs) -> Result<()> {
     } else {
         None
     };
-    let mut report = set.report(&eval_options, texts.as_deref())?;
+    let mut report = set.report(&eval_options, texts.as_deref(), predictor.index())?;
     report.head_training = head_training(&args.index, &args.fusion)?;
     print!("{}", report.table());
     if let Some(path) = &args.json {

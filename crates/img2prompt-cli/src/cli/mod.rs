@@ -119,9 +119,10 @@ pub struct FusionArgs {
     /// Ignore the index's head.safetensors (KNN prediction only).
     #[arg(long)]
     pub no_head: bool,
-    /// Which neighbour's prompt is the text: `nearest` (its sentence embedding is closest to
-    /// the prediction) or `best-neighbour` (its key is closest to the image).
-    #[arg(long, default_value_t = PromptChoice::NearestToPrediction)]
+    /// Which corpus prompt is the text: `nearest-in-index` (the prompt in the whole index whose
+    /// sentence embedding is closest to the prediction), `nearest` (the same among the k
+    /// neighbours) or `best-neighbour` (the neighbour whose key is closest to the image).
+    #[arg(long, default_value_t = PromptChoice::default())]
     pub text: PromptChoice,
     /// CLIP checkpoint (directory or cache name); default: the one the index manifest names.
     #[arg(long)]
