@@ -97,6 +97,12 @@ pub fn attention(
     context
 }
 
+thread_local! {
+    /// Per-thread attention scores buffer, reused by every [`attention_into`] call on the
+    /// thread (grown to the longest sequence seen, `len²` floats).
+    static SCORES_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// [`attention`] written into `context`, resized to `[tokens, width]` (reusing one buffer
 /// across layers saves a fresh allocation's page faults).
 ///
@@ -148,59 +154,65 @@ pub fn attention_into(
             return;
         }
         let base = start * stride + h * head_dim;
-        let mut scores = vec![0f32; len * len];
-        // SAFETY: Q, K and V blocks lie inside `qkv` (spans checked above); `scores` is
-        // [len, len]; the output block (rows start..start+len, columns h*head_dim..+head_dim)
-        // lies inside `context` and no other task writes it (spans do not overlap; one task
-        // per head).
-        unsafe {
-            let q = qkv.as_ptr().add(base);
-            let k = q.add(width);
-            let v = q.add(2 * width);
-            gemm::gemm(
-                len,
-                len,
-                head_dim,
-                scores.as_mut_ptr(),
-                1,
-                len as isize,
-                false,
-                q,
-                1,
-                stride as isize,
-                k,
-                stride as isize,
-                1,
-                0.0,
-                scale,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-            softmax_rows(&mut scores, len, causal);
-            gemm::gemm(
-                len,
-                head_dim,
-                len,
-                out.ptr().add(start * width + h * head_dim),
-                1,
-                width as isize,
-                false,
-                scores.as_ptr(),
-                1,
-                len as isize,
-                v,
-                1,
-                stride as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
+        // The [len, len] scores live in this thread's scratch, kept across calls: a fresh
+        // allocation per (sequence, head) costs its page faults every time (a 257-token ViT-L
+        // sequence's scores are 264 KB, mapped and unmapped by the allocator on each task).
+        SCORES_SCRATCH.with_borrow_mut(|scores| {
+            scores.clear();
+            scores.resize(len * len, 0.0);
+            // SAFETY: Q, K and V blocks lie inside `qkv` (spans checked above); `scores` is
+            // [len, len]; the output block (rows start..start+len, columns h*head_dim..+head_dim)
+            // lies inside `context` and no other task writes it (spans do not overlap; one task
+            // per head).
+            unsafe {
+                let q = qkv.as_ptr().add(base);
+                let k = q.add(width);
+                let v = q.add(2 * width);
+                gemm::gemm(
+                    len,
+                    len,
+                    head_dim,
+                    scores.as_mut_ptr(),
+                    1,
+                    len as isize,
+                    false,
+                    q,
+                    1,
+                    stride as isize,
+                    k,
+                    stride as isize,
+                    1,
+                    0.0,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+                softmax_rows(scores, len, causal);
+                gemm::gemm(
+                    len,
+                    head_dim,
+                    len,
+                    out.ptr().add(start * width + h * head_dim),
+                    1,
+                    width as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    len as isize,
+                    v,
+                    1,
+                    stride as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        });
     };
     let tasks = (0..spans.len()).flat_map(|s| (0..heads).map(move |h| (s, h)));
     match threads {
