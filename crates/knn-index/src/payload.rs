@@ -199,10 +199,10 @@ impl PayloadStore {
     }
 
     /// For each query (rows `target_dim` wide, flat), the row whose target is most similar to
-    /// it by cosine, with that cosine: an exhaustive scan of every stored target, in blocks so
-    /// that the targets are read once per call whatever the number of queries. `None` for a
-    /// query when the store is empty or the query is all zeros. Compact targets are decoded a
-    /// row at a time (no decoded copy of the whole store is made).
+    /// it by cosine, with that cosine: an exhaustive scan of every stored target, each row
+    /// compared with all queries, so the targets are read once per call whatever the number of
+    /// queries (one thread). `None` for a query when the store is empty or the query is all
+    /// zeros. Compact targets are decoded a row at a time (no decoded copy of the whole store).
     pub fn nearest_rows(&self, queries: &[f32]) -> Result<Vec<Option<(usize, f32)>>> {
         let d = self.target_dim;
         if d == 0 || !queries.len().is_multiple_of(d) {
