@@ -598,12 +598,18 @@ mod tests {
         assert_eq!(pairs[0].image, dir.path().join("a.png"));
         let csv = dir.path().join("p.csv");
         std::fs::write(&csv, "prompt,image\n\"a, b\",/abs/b.png\n").unwrap();
-        let pairs = read_pairs(&csv).unwrap();
-        assert_eq!(pairs[0].prompt, "a, b");
-        assert_eq!(pairs[0].image, PathBuf::from("/abs/b.png"));
-        std::fs::write(&csv, "image,text\nx.png,y\n").unwrap();
-        let err = read_pairs(&csv).unwrap_err().to_string();
-        assert!(err.contains("prompt") && err.contains("p.csv"), "{err}");
+        if cfg!(feature = "csv") {
+            let pairs = read_pairs(&csv).unwrap();
+            assert_eq!(pairs[0].prompt, "a, b");
+            assert_eq!(pairs[0].image, PathBuf::from("/abs/b.png"));
+            std::fs::write(&csv, "image,text\nx.png,y\n").unwrap();
+            let err = read_pairs(&csv).unwrap_err().to_string();
+            assert!(err.contains("prompt") && err.contains("p.csv"), "{err}");
+        } else {
+            // Without the feature a .csv is refused with the feature named.
+            let err = read_pairs(&csv).unwrap_err().to_string();
+            assert!(err.contains("`csv`") && err.contains("p.csv"), "{err}");
+        }
         std::fs::write(&jsonl, "{\"image\": 3}\n").unwrap();
         let err = read_pairs(&jsonl).unwrap_err().to_string();
         assert!(err.contains("p.jsonl:1"), "{err}");
