@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::keys::normalized_rows;
 use crate::manifest::{OFFSETS_FILE, PROMPTS_FILE, TARGETS_FILE};
 use crate::mapped::{MappedF32, MappedFile, MappedU64};
 use crate::targets::{
@@ -205,24 +206,13 @@ impl PayloadStore {
     /// zeros. Compact targets are decoded a row at a time (no decoded copy of the whole store).
     pub fn nearest_rows(&self, queries: &[f32]) -> Result<Vec<Option<(usize, f32)>>> {
         let d = self.target_dim;
-        if d == 0 || !queries.len().is_multiple_of(d) {
-            return Err(Error::Dimension {
-                what: "target query",
-                expected: d,
-                found: queries.len(),
-            });
-        }
-        if let Some(row) = queries
+        // Width and finiteness checked as for key queries; zero rows stay zero.
+        let queries = normalized_rows(queries, d, "target query")?;
+        let is_zero: Vec<bool> = queries
             .chunks_exact(d)
-            .position(|q| q.iter().any(|v| !v.is_finite()))
-        {
-            return Err(Error::NonFinite {
-                what: "target query",
-                row,
-            });
-        }
-        let norms: Vec<f32> = queries.chunks_exact(d).map(norm).collect();
-        let mut best: Vec<Option<(usize, f32)>> = vec![None; norms.len()];
+            .map(|q| q.iter().all(|&v| v == 0.0))
+            .collect();
+        let mut best: Vec<Option<(usize, f32)>> = vec![None; is_zero.len()];
         let encoding = self.encoding();
         let width = encoding.code_bytes(d).max(1);
         let scales = match &self.targets {
@@ -241,11 +231,11 @@ impl PayloadStore {
             if target_norm == 0.0 {
                 continue;
             }
-            for ((query, &query_norm), slot) in queries.chunks_exact(d).zip(&norms).zip(&mut best) {
-                if query_norm == 0.0 {
+            for ((query, &zero), slot) in queries.chunks_exact(d).zip(&is_zero).zip(&mut best) {
+                if zero {
                     continue;
                 }
-                let cosine = dot(query, &target) / (query_norm * target_norm);
+                let cosine = dot(query, &target) / target_norm;
                 if slot.is_none_or(|(_, b)| cosine > b) {
                     *slot = Some((row, cosine));
                 }
