@@ -11,10 +11,10 @@ use std::time::Instant;
 use img2prompt::builder::{BuildObserver, IndexBuilder};
 use img2prompt::burn::tensor::Device;
 use img2prompt::components::{
-    ClipImageEmbedder, ClipTextEmbedder, ImageEmbedder, IndexSearch, NeighbourSearch,
-    SentenceTextEmbedder, TextEmbedder,
+    ClipImageEmbedder, ClipTextEmbedder, Hit, ImageEmbedder, IndexSearch, SentenceTextEmbedder,
+    TextEmbedder,
 };
-use img2prompt::compose::PromptChoice;
+use img2prompt::compose::{PromptChoice, pick_prompts};
 use img2prompt::eval::{EvalOptions, EvalReport, EvalSet};
 use img2prompt::head::{
     ClipHead, HeadTrainConfig, HeadTraining, PairTrainOptions, image_cache_path,
@@ -482,42 +482,36 @@ pub fn run_demo(
 
     // Pictures and files.
     let test_queries = test_set.queries();
+    let shown = options.sheet_images.min(test_queries.len());
+    let fused: Vec<Option<Vec<f32>>> = test_queries[..shown]
+        .iter()
+        .map(|q| best.fuse(&q.neighbours, q.head).ok().map(|f| f.embedding))
+        .collect();
+    // The text `predict` gives for the (shown) prediction, picked for the whole sheet at once.
+    let (with_fused, neighbours): (Vec<&[f32]>, Vec<&[Hit]>) = fused
+        .iter()
+        .zip(&test_set.hits)
+        .filter_map(|(f, hits)| Some((f.as_deref()?, &hits[..hits.len().min(best.k)])))
+        .unzip();
+    let mut texts =
+        pick_prompts(PromptChoice::default(), &with_fused, &neighbours, &search)?.into_iter();
     let entries: Vec<SheetEntry> = test_images
         .into_iter()
         .zip(&world.test)
-        .enumerate()
-        .take(options.sheet_images)
-        .map(|(i, (image, scene))| {
-            let q = &test_queries[i];
-            let fused = best.fuse(&q.neighbours, q.head).ok();
-            let score = fused
+        .zip(&fused)
+        .zip(&test_queries)
+        .map(|(((image, scene), fused), q)| SheetEntry {
+            image,
+            truth: scene.prompt(),
+            score: fused
                 .as_ref()
-                .and_then(|f| prompt_fusion::cosine(&f.embedding, q.truth).ok());
-            // The text `predict` gives: the index prompt nearest the (shown) prediction, else
-            // the neighbour nearest it.
-            let hits = &test_set.hits[i];
-            let predicted = match fused {
-                Some(f) => match search.nearest_by_target(&f.embedding)?.pop().flatten() {
-                    Some(hit) => hit.prompt,
-                    None => PromptChoice::NearestToPrediction
-                        .pick(
-                            &f.embedding,
-                            hits.iter().take(best.k).map(|h| h.target.as_slice()),
-                        )
-                        .and_then(|j| hits.get(j))
-                        .map(|h| h.prompt.clone())
-                        .unwrap_or_default(),
-                },
+                .and_then(|f| prompt_fusion::cosine(f, q.truth).ok()),
+            predicted: match fused {
+                Some(_) => texts.next().flatten().map(|h| h.prompt).unwrap_or_default(),
                 None => String::new(),
-            };
-            Ok(SheetEntry {
-                image,
-                truth: scene.prompt(),
-                predicted,
-                score,
-            })
+            },
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect();
     let sheet = contact_sheet(&entries, 4);
     write_png_atomic(&options.out.join("contact-sheet.png"), &sheet)?;
     let pairs_dir = options.out.join("pairs");

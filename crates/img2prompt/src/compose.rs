@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use prompt_fusion::cosine;
 
-use crate::components::TextEmbedder;
+use crate::components::{Hit, NeighbourSearch, TextEmbedder};
 use crate::error::{Error, Result};
 
 /// How a prediction's prompt text is picked among the corpus's prompts (when not composed).
@@ -82,6 +82,57 @@ impl PromptChoice {
                 .map(|(i, _)| i),
         }
     }
+}
+
+/// Picks the prompt text of each fused prediction in a batch, as `choice` says: what `predict`,
+/// `eval` and the demo's contact sheet all print.
+///
+/// `predictions[i]` is one fused prediction (target space) and `neighbours[i]` its key
+/// neighbours, best first. [`PromptChoice::NearestInIndex`] scans the search's targets once for
+/// the whole batch ([`NeighbourSearch::nearest_by_target`]); where the search has no answer (a
+/// custom search without a scan, a zero prediction) it falls back to the neighbour nearest the
+/// prediction. Each answer is the picked [`Hit`] (its `target` is the prompt's sentence
+/// embedding), `None` for a prediction without neighbours and without an index answer.
+pub fn pick_prompts<P: AsRef<[f32]>>(
+    choice: PromptChoice,
+    predictions: &[P],
+    neighbours: &[&[Hit]],
+    search: &dyn NeighbourSearch,
+) -> Result<Vec<Option<Hit>>> {
+    if predictions.len() != neighbours.len() {
+        return Err(Error::Mismatch {
+            what: "neighbour lists (one per prediction)".into(),
+            expected: predictions.len().to_string(),
+            found: neighbours.len().to_string(),
+        });
+    }
+    let mut in_index = if choice.searches_index() && !predictions.is_empty() {
+        let flat: Vec<f32> = predictions
+            .iter()
+            .flat_map(|p| p.as_ref().iter().copied())
+            .collect();
+        search.nearest_by_target(&flat)?
+    } else {
+        Vec::new()
+    };
+    // A search answering fewer rows than asked leaves the rest to the fallback.
+    in_index.resize(predictions.len(), None);
+    Ok(predictions
+        .iter()
+        .zip(neighbours)
+        .zip(in_index)
+        .map(|((prediction, hits), found)| {
+            found.or_else(|| {
+                choice
+                    .pick(
+                        prediction.as_ref(),
+                        hits.iter().map(|h| h.target.as_slice()),
+                    )
+                    .and_then(|j| hits.get(j))
+                    .cloned()
+            })
+        })
+        .collect())
 }
 
 impl std::fmt::Display for PromptChoice {
@@ -297,5 +348,138 @@ mod tests {
         let opts = ComposeOptions::default();
         assert!(compose_prompt(&[1.0, 0.0], &["a"], &KeywordEmbedder, &opts).is_err());
         assert!(compose_prompt(&[1.0, 0.0, 0.0, 0.0], &[" , "], &KeywordEmbedder, &opts).is_err());
+    }
+
+    /// A 2-d target space: `stored` is the whole "index" (each prompt's target), `neighbours`
+    /// what a key search would have found. `scans` says whether it answers `nearest_by_target`;
+    /// `short` drops the last answer (a search answering fewer rows than asked).
+    struct Stored {
+        stored: Vec<Hit>,
+        scans: bool,
+        short: bool,
+    }
+
+    fn hit(id: u64, prompt: &str, target: [f32; 2]) -> Hit {
+        Hit {
+            id,
+            score: 0.0,
+            prompt: prompt.to_string(),
+            target: target.to_vec(),
+        }
+    }
+
+    impl NeighbourSearch for Stored {
+        fn key_dim(&self) -> usize {
+            2
+        }
+        fn target_dim(&self) -> usize {
+            2
+        }
+        fn len(&self) -> usize {
+            self.stored.len()
+        }
+        fn key_model(&self) -> Option<&crate::ModelId> {
+            None
+        }
+        fn target_model(&self) -> Option<&crate::ModelId> {
+            None
+        }
+        fn search(&self, _queries: &[f32], _k: usize) -> Result<Vec<Vec<Hit>>> {
+            unreachable!("pick_prompts never searches keys")
+        }
+        fn nearest_by_target(&self, queries: &[f32]) -> Result<Vec<Option<Hit>>> {
+            if !self.scans {
+                return Ok(vec![None; queries.len() / 2]);
+            }
+            let mut found: Vec<Option<Hit>> = queries
+                .chunks_exact(2)
+                .map(|q| {
+                    let cos = |h: &Hit| cosine(q, &h.target).unwrap_or(-2.0);
+                    self.stored
+                        .iter()
+                        .max_by(|a, b| cos(a).total_cmp(&cos(b)))
+                        .cloned()
+                })
+                .collect();
+            if self.short {
+                found.pop();
+            }
+            Ok(found)
+        }
+    }
+
+    #[test]
+    fn picks_for_a_batch_follow_the_choice_and_fall_back_to_the_neighbours() {
+        let east = hit(1, "east", [1.0, 0.0]);
+        let north_east = hit(2, "north-east", [1.0, 1.0]);
+        let north = hit(3, "north", [0.0, 1.0]);
+        let all = vec![east.clone(), north_east.clone(), north.clone()];
+        // Both predictions point almost north-east; their neighbours are east then north (the
+        // north-east prompt is no neighbour), and the second has none.
+        let predictions = [vec![0.9f32, 1.0], vec![1.0f32, 0.9]];
+        let first = [east.clone(), north.clone()];
+        let neighbours: [&[Hit]; 2] = [&first, &[]];
+        let scanning = Stored {
+            stored: all.clone(),
+            scans: true,
+            short: false,
+        };
+        let prompts = |search: &Stored, choice: PromptChoice| -> Vec<Option<String>> {
+            pick_prompts(choice, &predictions, &neighbours, search)
+                .unwrap()
+                .into_iter()
+                .map(|h| h.map(|h| h.prompt))
+                .collect()
+        };
+        let name = |s: &str| Some(s.to_string());
+        // The whole-index scan finds the prompt that is no neighbour, for both predictions.
+        assert_eq!(
+            prompts(&scanning, PromptChoice::NearestInIndex),
+            [name("north-east"), name("north-east")]
+        );
+        // Among the neighbours: north is nearer [0.9, 1.0] than east; without neighbours, none.
+        assert_eq!(
+            prompts(&scanning, PromptChoice::NearestToPrediction),
+            [name("north"), None]
+        );
+        assert_eq!(
+            prompts(&scanning, PromptChoice::BestNeighbour),
+            [name("east"), None]
+        );
+        // A search without a scan, or with a missing answer, falls back to the neighbours.
+        let blind = Stored {
+            stored: all.clone(),
+            scans: false,
+            short: false,
+        };
+        assert_eq!(
+            prompts(&blind, PromptChoice::NearestInIndex),
+            [name("north"), None]
+        );
+        let short = Stored {
+            stored: all,
+            scans: true,
+            short: true,
+        };
+        assert_eq!(
+            prompts(&short, PromptChoice::NearestInIndex),
+            [name("north-east"), None]
+        );
+        // One neighbour list per prediction, or an error naming them.
+        let err = pick_prompts(
+            PromptChoice::NearestInIndex,
+            &predictions,
+            &neighbours[..1],
+            &scanning,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("neighbour lists"), "{err}");
+        // An empty batch asks nothing.
+        let none: [Vec<f32>; 0] = [];
+        assert!(
+            pick_prompts(PromptChoice::NearestInIndex, &none, &[], &scanning)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

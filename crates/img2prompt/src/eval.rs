@@ -17,7 +17,7 @@ use prompt_fusion::{
 use serde::{Deserialize, Serialize};
 
 use crate::components::{EmbeddingHead, Hit, NeighbourSearch};
-use crate::compose::PromptChoice;
+use crate::compose::{PromptChoice, pick_prompts};
 use crate::error::{Error, Result};
 
 /// One image with the prompt that made it.
@@ -404,30 +404,23 @@ impl EvalSet {
             .iter()
             .map(|q| paper.fuse(&q.neighbours, q.head).map(|f| f.embedding))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let in_index = search.nearest_by_target(&predictions.concat())?;
+        let neighbours: Vec<&[Hit]> = self
+            .hits
+            .iter()
+            .map(|hits| &hits[..hits.len().min(options.fused_k)])
+            .collect();
         let mut text_scores = BTreeMap::new();
         for choice in PromptChoice::ALL {
-            let mut picked: Vec<&[f32]> = Vec::with_capacity(self.len());
-            for (q, (prediction, hits)) in predictions.iter().zip(&self.hits).enumerate() {
-                if choice.searches_index()
-                    && let Some(Some(hit)) = in_index.get(q)
-                {
-                    picked.push(hit.target.as_slice());
-                    continue;
-                }
-                let i = choice
-                    .pick(
-                        prediction,
-                        hits.iter()
-                            .take(options.fused_k)
-                            .map(|h| h.target.as_slice()),
-                    )
-                    .ok_or(prompt_fusion::FusionError::NoNeighbours)?;
-                picked.push(hits[i].target.as_slice());
-            }
+            let picked = pick_prompts(choice, &predictions, &neighbours, search)?
+                .into_iter()
+                .map(|hit| {
+                    hit.map(|h| h.target)
+                        .ok_or(prompt_fusion::FusionError::NoNeighbours)
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
             text_scores.insert(
                 choice.name().to_string(),
-                mean_cosine(picked.into_iter(), &self.truths)?,
+                mean_cosine(picked.iter().map(Vec::as_slice), &self.truths)?,
             );
         }
         let default = PromptChoice::default().name();

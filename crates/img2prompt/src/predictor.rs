@@ -20,7 +20,7 @@ use crate::components::{
     ClipImageEmbedder, EmbeddingHead, Fusion, Hit, ImageEmbedder, IndexSearch, NeighbourSearch,
     SentenceTextEmbedder, TextEmbedder,
 };
-use crate::compose::{ComposeOptions, PromptChoice, compose_prompt};
+use crate::compose::{ComposeOptions, PromptChoice, compose_prompt, pick_prompts};
 use crate::error::{Error, Result};
 use crate::head::{ClipHead, HEAD_FILE};
 use crate::index_models::IndexModels;
@@ -366,12 +366,12 @@ impl Predictor {
             });
         }
         let rows = queries.len() / dim;
-        let hits = self.search.search(queries, self.fusion.k())?;
-        if hits.len() != rows {
+        let neighbour_hits = self.search.search(queries, self.fusion.k())?;
+        if neighbour_hits.len() != rows {
             return Err(Error::Mismatch {
                 what: "neighbour search results (one list per query)".into(),
                 expected: rows.to_string(),
-                found: hits.len().to_string(),
+                found: neighbour_hits.len().to_string(),
             });
         }
         let heads = match &self.head {
@@ -390,53 +390,45 @@ impl Predictor {
             }
             None => None,
         };
-        let mut predictions = hits
-            .into_iter()
+        let mut predictions = neighbour_hits
+            .iter()
             .enumerate()
             .map(|(i, hits)| {
                 let head = heads.as_ref().map(|h| h[i].clone());
                 self.finish(hits, head)
             })
             .collect::<Result<Vec<_>>>()?;
-        if let PromptText::Pick(choice) = &self.prompt_text
-            && choice.searches_index()
-        {
-            // One scan of the index's targets for the whole batch; where it has no answer the
-            // neighbour pick `finish` made stays.
-            let flat: Vec<f32> = predictions
-                .iter()
-                .flat_map(|p| p.embedding.iter().copied())
-                .collect();
-            let found = self.search.nearest_by_target(&flat)?;
-            for (prediction, hit) in predictions.iter_mut().zip(found) {
-                if let Some(hit) = hit {
-                    prediction.prompt = hit.prompt;
-                }
+        if let PromptText::Pick(choice) = &self.prompt_text {
+            let texts = {
+                let embeddings: Vec<&[f32]> =
+                    predictions.iter().map(|p| p.embedding.as_slice()).collect();
+                let neighbours: Vec<&[Hit]> = neighbour_hits.iter().map(Vec::as_slice).collect();
+                pick_prompts(*choice, &embeddings, &neighbours, self.search.as_ref())?
+            };
+            for (prediction, hit) in predictions.iter_mut().zip(texts) {
+                prediction.prompt = hit.map(|h| h.prompt).unwrap_or_default();
             }
         }
         Ok(predictions)
     }
 
-    /// Fuses one query's hits and head prediction and picks its prompt text.
-    fn finish(&self, hits: Vec<Hit>, head: Option<Vec<f32>>) -> Result<Prediction> {
-        let fused = self.fusion.fuse(&hits, head.as_deref())?;
+    /// Fuses one query's hits and head prediction; composes its prompt text when asked (a
+    /// picked text is set for the whole batch by [`pick_prompts`]).
+    fn finish(&self, hits: &[Hit], head: Option<Vec<f32>>) -> Result<Prediction> {
+        let fused = self.fusion.fuse(hits, head.as_deref())?;
         let prompt = match &self.prompt_text {
-            PromptText::Pick(choice) => choice
-                .pick(&fused.embedding, hits.iter().map(|h| h.target.as_slice()))
-                .and_then(|i| hits.get(i))
-                .map(|h| h.prompt.clone())
-                .unwrap_or_default(),
+            PromptText::Pick(_) => String::new(),
             PromptText::Compose(sentence, options) => {
                 let prompts: Vec<&str> = hits.iter().map(|h| h.prompt.as_str()).collect();
                 compose_prompt(&fused.embedding, &prompts, sentence.as_ref(), options)?.text
             }
         };
         let neighbours = hits
-            .into_iter()
+            .iter()
             .zip(fused.weights.iter().copied().chain(std::iter::repeat(0.0)))
             .map(|(h, weight)| PredictedNeighbour {
                 id: h.id,
-                prompt: h.prompt,
+                prompt: h.prompt.clone(),
                 score: h.score,
                 weight,
             })
