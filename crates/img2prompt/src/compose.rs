@@ -16,10 +16,10 @@ use crate::error::{Error, Result};
 
 /// How a prediction's prompt text is picked among the corpus's prompts (when not composed).
 ///
-/// Measured on the 100k demo (1 000 test pairs, the paper's blend, 2026-12-06), mean cosine of
-/// the picked prompt's sentence embedding to the true prompt's: the index prompt nearest the
-/// fused prediction 0.627, the neighbour nearest it 0.615, the best neighbour by key 0.550
-/// (cross-domain: 0.615, 0.601, 0.537). The prompts' sentence embeddings are the index's stored
+/// Measured on the 100k demo (1 000 test pairs, the paper's blend, retrained world CLIP,
+/// 2026-12-06), mean cosine of the picked prompt's sentence embedding to the true prompt's: the
+/// index prompt nearest the fused prediction 0.641, the neighbour nearest it 0.636, the best
+/// neighbour by key 0.582 (cross-domain: 0.630, 0.621, 0.568). The prompts' sentence embeddings are the index's stored
 /// targets, so no choice runs the sentence encoder.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum PromptChoice {
