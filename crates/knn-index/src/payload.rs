@@ -9,7 +9,12 @@ use crate::manifest::{OFFSETS_FILE, PROMPTS_FILE, TARGETS_FILE};
 use crate::mapped::{MappedF32, MappedFile, MappedU64};
 use crate::targets::{
     TARGET_SCALES_FILE, TARGETS_F16_FILE, TARGETS_I8_FILE, TargetEncoding, decode_row,
+    decode_row_into,
 };
+
+/// Below this many rows per thread, [`PayloadStore::nearest_rows`] scans on fewer threads
+/// (starting a thread costs about as much as scanning a few thousand 384-d rows).
+const MIN_ROWS_PER_SCAN_THREAD: usize = 8_192;
 
 /// The mapped target files of one encoding.
 #[derive(Debug)]
@@ -202,12 +207,62 @@ impl PayloadStore {
     /// For each query (rows `target_dim` wide, flat), the row whose target is most similar to
     /// it by cosine, with that cosine: an exhaustive scan of every stored target, each row
     /// compared with all queries, so the targets are read once per call whatever the number of
-    /// queries (one thread). `None` for a query when the store is empty or the query is all
-    /// zeros. Compact targets are decoded a row at a time (no decoded copy of the whole store).
+    /// queries. Large stores are split into contiguous row ranges scanned on up to
+    /// [`std::thread::available_parallelism`] threads; ties go to the lowest row, so the answer
+    /// does not depend on the split. `None` for a query when the store is empty or the query is
+    /// all zeros. Compact targets are decoded a row at a time into a reused buffer (no decoded
+    /// copy of the whole store).
     pub fn nearest_rows(&self, queries: &[f32]) -> Result<Vec<Option<(usize, f32)>>> {
         let d = self.target_dim;
         // Width and finiteness checked as for key queries; zero rows stay zero.
         let queries = normalized_rows(queries, d, "target query")?;
+        let n_queries = queries.len() / d.max(1);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(self.count / MIN_ROWS_PER_SCAN_THREAD)
+            .max(1);
+        if threads == 1 {
+            return Ok(self.scan_rows(&queries, 0..self.count));
+        }
+        let per_thread = self.count.div_ceil(threads);
+        let parts: Vec<Vec<Option<(usize, f32)>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let rows = t * per_thread..((t + 1) * per_thread).min(self.count);
+                    let queries = &queries;
+                    scope.spawn(move || self.scan_rows(queries, rows))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        // Parts are in row order: a later part wins only with a strictly higher cosine.
+        let mut best = vec![None; n_queries];
+        for part in parts {
+            for (slot, found) in best.iter_mut().zip(part) {
+                if let Some((row, cosine)) = found
+                    && slot.is_none_or(|(_, b): (usize, f32)| cosine > b)
+                {
+                    *slot = Some((row, cosine));
+                }
+            }
+        }
+        Ok(best)
+    }
+
+    /// [`PayloadStore::nearest_rows`] over one contiguous range of rows, on this thread;
+    /// `queries` are already normalised.
+    fn scan_rows(
+        &self,
+        queries: &[f32],
+        rows: std::ops::Range<usize>,
+    ) -> Vec<Option<(usize, f32)>> {
+        let d = self.target_dim;
         let is_zero: Vec<bool> = queries
             .chunks_exact(d)
             .map(|q| q.iter().all(|&v| v == 0.0))
@@ -219,15 +274,14 @@ impl PayloadStore {
             Targets::Int8 { scales, .. } => Some(scales.as_slice()),
             _ => None,
         };
-        for (row, codes) in self
-            .code_bytes()
-            .chunks_exact(width)
-            .enumerate()
-            .take(self.count)
-        {
+        let bytes = self.code_bytes();
+        let end = (rows.end * width).min(bytes.len());
+        let codes = &bytes[(rows.start * width).min(end)..end];
+        let mut buffer = vec![0.0f32; d];
+        for (row, codes) in (rows.start..).zip(codes.chunks_exact(width)) {
             let scale = scales.and_then(|s| s.get(row)).copied().unwrap_or(0.0);
-            let target = decode_row(encoding, codes, scale);
-            let target_norm = norm(&target);
+            let target = decode_row_into(encoding, codes, scale, &mut buffer);
+            let target_norm = norm(target);
             if target_norm == 0.0 {
                 continue;
             }
@@ -235,13 +289,13 @@ impl PayloadStore {
                 if zero {
                     continue;
                 }
-                let cosine = dot(query, &target) / target_norm;
+                let cosine = dot(query, target) / target_norm;
                 if slot.is_none_or(|(_, b)| cosine > b) {
                     *slot = Some((row, cosine));
                 }
             }
         }
-        Ok(best)
+        best
     }
 
     /// All target vectors, row-major (`len() × target_dim()` floats): still memory-mapped for

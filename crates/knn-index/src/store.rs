@@ -417,6 +417,58 @@ mod tests {
         assert_eq!(index.nearest_by_target(&vec![0.0; td]).unwrap(), vec![None]);
     }
 
+    /// A store large enough to be scanned on several threads (where the machine has them) gives
+    /// the single-pass answer: the brute-force argmax, and on an exact tie the lowest row, even
+    /// when the tied rows fall in different threads' ranges.
+    #[test]
+    fn the_threaded_scan_gives_the_single_pass_answer() {
+        use crate::TargetEncoding;
+        let (n, dim, td) = (40_000, 2, 8);
+        let tmp = tempfile::tempdir().unwrap();
+        let raw = synth::gaussian(3, n, dim);
+        let ids: Vec<u64> = (0..n as u64).collect();
+        let prompts: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+        let mut targets = synth::unit_vectors(4, n, td);
+        // Row 39 999 (last thread's range) repeats row 5 (first thread's range).
+        let row5 = targets[5 * td..6 * td].to_vec();
+        targets[(n - 1) * td..].copy_from_slice(&row5);
+        let mut queries = row5.clone();
+        for row in [1, 20_001, 39_998] {
+            queries.extend(targets[row * td..(row + 1) * td].iter().map(|t| 2.0 * t));
+        }
+        queries.extend(synth::gaussian(7, 3, td));
+        let brute = |q: &[f32]| -> usize {
+            let cos = |r: usize| {
+                let t = &targets[r * td..(r + 1) * td];
+                let dot: f64 = q
+                    .iter()
+                    .zip(t)
+                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                    .sum();
+                dot / t.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt()
+            };
+            (0..n).fold(0, |best, r| if cos(r) > cos(best) { r } else { best })
+        };
+        for encoding in [TargetEncoding::F32, TargetEncoding::F16] {
+            let out = tmp.path().join(encoding.to_string());
+            let config = IndexConfig::new(dim, td, IndexSpec::Exact).with_targets(encoding);
+            build_index(&out, config, &ids, &raw, &prompts, &targets).unwrap();
+            let index = PromptIndex::open(&out).unwrap();
+            let found = index.nearest_by_target(&queries).unwrap();
+            assert_eq!(found.len(), 7);
+            // The tie between rows 5 and 39 999 goes to row 5 in both encodings.
+            assert_eq!(found[0].unwrap().0, 5, "{encoding}");
+            for (i, row) in [1, 20_001, 39_998].into_iter().enumerate() {
+                assert_eq!(found[i + 1].unwrap().0, row as u64, "{encoding}");
+            }
+            if encoding.is_f32() {
+                for (q, got) in queries.chunks_exact(td).zip(&found).skip(4) {
+                    assert_eq!(got.unwrap().0, brute(q) as u64);
+                }
+            }
+        }
+    }
+
     #[test]
     fn keys_in_rows_are_the_normalised_keys_with_their_ids() {
         let (n, dim) = (50, 6);

@@ -149,6 +149,45 @@ pub(crate) fn decode_row<'a>(
     }
 }
 
+/// Decodes one stored row into `out` (`target_dim` floats), or borrows it when it is `f32` and
+/// aligned. `f16` rows convert as a slice (F16C where the CPU has it, detected once per row
+/// rather than per element); `int8` rows multiply by their scale.
+pub(crate) fn decode_row_into<'a>(
+    encoding: TargetEncoding,
+    codes: &'a [u8],
+    scale: f32,
+    out: &'a mut [f32],
+) -> &'a [f32] {
+    use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+    match encoding {
+        TargetEncoding::F32 => {
+            if let Ok(v) = bytemuck::try_cast_slice(codes) {
+                return v;
+            }
+            for (o, b) in out.iter_mut().zip(codes.chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        TargetEncoding::F16 => match bytemuck::try_cast_slice::<u8, u16>(codes) {
+            Ok(bits) if cfg!(target_endian = "little") && bits.len() == out.len() => {
+                bits.reinterpret_cast::<half::f16>()
+                    .convert_to_f32_slice(out);
+            }
+            _ => {
+                for (o, b) in out.iter_mut().zip(codes.chunks_exact(2)) {
+                    *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+                }
+            }
+        },
+        TargetEncoding::Int8 => {
+            for (o, &q) in out.iter_mut().zip(codes) {
+                *o = f32::from(q as i8) * scale;
+            }
+        }
+    }
+    out
+}
+
 /// Writes the target files of one encoding, row by row (buffered; fsynced by
 /// [`TargetsWriter::finish`]).
 pub(crate) struct TargetsWriter {
