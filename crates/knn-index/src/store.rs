@@ -340,6 +340,24 @@ fn verify_lookup(ids: &MappedU64, lookup: &MappedU64) -> Result<()> {
 mod tests {
     use crate::{IndexConfig, IndexSpec, PromptIndex, build_index, l2_normalize, synth};
 
+    /// The row of `targets` (`td` wide) most similar to `q` by cosine, in f64, and that cosine;
+    /// the lowest row on a tie.
+    fn brute_nearest(targets: &[f32], td: usize, q: &[f32]) -> (usize, f64) {
+        let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        targets
+            .chunks_exact(td)
+            .map(|t| {
+                let dot: f64 = q
+                    .iter()
+                    .zip(t)
+                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                    .sum();
+                dot / (norm(q) * norm(t))
+            })
+            .enumerate()
+            .fold((0, f64::NEG_INFINITY), |b, c| if c.1 > b.1 { c } else { b })
+    }
+
     /// The target scan against an f64 brute force, for every target encoding: the same id
     /// (compact codes may only swap near-ties) and the cosine of the decoded row.
     #[test]
@@ -363,21 +381,7 @@ mod tests {
             );
         }
         queries.extend(synth::gaussian(99, 1, td));
-        let brute = |q: &[f32]| -> (usize, f64) {
-            let qn = q.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-            (0..n)
-                .map(|r| {
-                    let t = &targets[r * td..(r + 1) * td];
-                    let d: f64 = q
-                        .iter()
-                        .zip(t)
-                        .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                        .sum();
-                    let tn = t.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-                    (r, d / (qn * tn))
-                })
-                .fold((0, f64::NEG_INFINITY), |b, c| if c.1 > b.1 { c } else { b })
-        };
+        let brute = |q: &[f32]| brute_nearest(&targets, td, q);
         for encoding in [
             TargetEncoding::F32,
             TargetEncoding::F16,
@@ -437,18 +441,6 @@ mod tests {
             queries.extend(targets[row * td..(row + 1) * td].iter().map(|t| 2.0 * t));
         }
         queries.extend(synth::gaussian(7, 3, td));
-        let brute = |q: &[f32]| -> usize {
-            let cos = |r: usize| {
-                let t = &targets[r * td..(r + 1) * td];
-                let dot: f64 = q
-                    .iter()
-                    .zip(t)
-                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                    .sum();
-                dot / t.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt()
-            };
-            (0..n).fold(0, |best, r| if cos(r) > cos(best) { r } else { best })
-        };
         for encoding in [TargetEncoding::F32, TargetEncoding::F16] {
             let out = tmp.path().join(encoding.to_string());
             let config = IndexConfig::new(dim, td, IndexSpec::Exact).with_targets(encoding);
@@ -463,7 +455,7 @@ mod tests {
             }
             if encoding.is_f32() {
                 for (q, got) in queries.chunks_exact(td).zip(&found).skip(4) {
-                    assert_eq!(got.unwrap().0, brute(q) as u64);
+                    assert_eq!(got.unwrap().0, brute_nearest(&targets, td, q).0 as u64);
                 }
             }
         }

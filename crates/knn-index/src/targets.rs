@@ -122,31 +122,20 @@ impl FromStr for TargetEncoding {
 }
 
 /// Decodes one stored row: `codes` is the row's bytes in `encoding`, `scale` its int8 scale.
+/// Borrowed for aligned `f32` rows, else decoded by [`decode_row_into`] into a new vector.
 pub(crate) fn decode_row<'a>(
     encoding: TargetEncoding,
     codes: &'a [u8],
     scale: f32,
 ) -> Cow<'a, [f32]> {
-    match encoding {
-        TargetEncoding::F32 => match bytemuck::try_cast_slice(codes) {
-            Ok(v) => Cow::Borrowed(v),
-            Err(_) => Cow::Owned(
-                codes
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-            ),
-        },
-        TargetEncoding::F16 => Cow::Owned(
-            codes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-        ),
-        TargetEncoding::Int8 => {
-            Cow::Owned(codes.iter().map(|&q| f32::from(q as i8) * scale).collect())
-        }
+    if encoding.is_f32()
+        && let Ok(v) = bytemuck::try_cast_slice(codes)
+    {
+        return Cow::Borrowed(v);
     }
+    let mut out = vec![0.0; codes.len() / encoding.code_bytes(1)];
+    decode_row_into(encoding, codes, scale, &mut out);
+    Cow::Owned(out)
 }
 
 /// Decodes one stored row into `out` (`target_dim` floats), or borrows it when it is `f32` and
