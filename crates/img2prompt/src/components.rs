@@ -384,3 +384,29 @@ impl NeighbourSearch for IndexSearch {
             .collect()
     }
 }
+
+/// Helpers shared by the crate's unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::Hit;
+
+    /// What a scanning [`NeighbourSearch::nearest_by_target`](super::NeighbourSearch) answers
+    /// over a small table: for each query (`dim` wide), the hit whose target has the highest
+    /// cosine to it.
+    pub(crate) fn nearest_by_cosine(
+        table: &[Hit],
+        queries: &[f32],
+        dim: usize,
+    ) -> Vec<Option<Hit>> {
+        queries
+            .chunks_exact(dim)
+            .map(|q| {
+                let cos = |h: &Hit| prompt_fusion::cosine(q, &h.target).unwrap_or(-2.0);
+                table
+                    .iter()
+                    .max_by(|a, b| cos(a).total_cmp(&cos(b)))
+                    .cloned()
+            })
+            .collect()
+    }
+}

@@ -19,8 +19,8 @@ use crate::error::{Error, Result};
 /// Measured on the 100k demo (1 000 test pairs, the paper's blend, retrained world CLIP,
 /// 2026-12-06), mean cosine of the picked prompt's sentence embedding to the true prompt's: the
 /// index prompt nearest the fused prediction 0.641, the neighbour nearest it 0.636, the best
-/// neighbour by key 0.582 (cross-domain: 0.630, 0.621, 0.568). The prompts' sentence embeddings are the index's stored
-/// targets, so no choice runs the sentence encoder.
+/// neighbour by key 0.582 (cross-domain: 0.630, 0.621, 0.568). The prompts' sentence
+/// embeddings are the index's stored targets, so no choice runs the sentence encoder.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum PromptChoice {
     /// The prompt, anywhere in the index, whose stored sentence embedding is closest (cosine)
@@ -391,16 +391,8 @@ mod tests {
             if !self.scans {
                 return Ok(vec![None; queries.len() / 2]);
             }
-            let mut found: Vec<Option<Hit>> = queries
-                .chunks_exact(2)
-                .map(|q| {
-                    let cos = |h: &Hit| cosine(q, &h.target).unwrap_or(-2.0);
-                    self.stored
-                        .iter()
-                        .max_by(|a, b| cos(a).total_cmp(&cos(b)))
-                        .cloned()
-                })
-                .collect();
+            let mut found =
+                crate::components::test_support::nearest_by_cosine(&self.stored, queries, 2);
             if self.short {
                 found.pop();
             }

@@ -498,16 +498,9 @@ mod tests {
         }
         /// The whole table, not only the first `k`, by cosine to the query.
         fn nearest_by_target(&self, queries: &[f32]) -> Result<Vec<Option<Hit>>> {
-            Ok(queries
-                .chunks_exact(2)
-                .map(|q| {
-                    let cos = |h: &Hit| prompt_fusion::cosine(q, &h.target).unwrap_or(-2.0);
-                    self.0
-                        .iter()
-                        .max_by(|a, b| cos(a).total_cmp(&cos(b)))
-                        .cloned()
-                })
-                .collect())
+            Ok(crate::components::test_support::nearest_by_cosine(
+                &self.0, queries, 2,
+            ))
         }
     }
 

@@ -606,13 +606,9 @@ mod tests {
         fn nearest_by_target(&self, queries: &[f32]) -> Result<Vec<Option<Hit>>> {
             // Every prompt is a hit of the all-ones key query.
             let all = self.0.search(&[1.0, 1.0, 1.0], 3)?.remove(0);
-            Ok(queries
-                .chunks_exact(2)
-                .map(|q| {
-                    let cos = |h: &Hit| prompt_fusion::cosine(q, &h.target).unwrap_or(-2.0);
-                    all.iter().max_by(|a, b| cos(a).total_cmp(&cos(b))).cloned()
-                })
-                .collect())
+            Ok(crate::components::test_support::nearest_by_cosine(
+                &all, queries, 2,
+            ))
         }
     }
 
