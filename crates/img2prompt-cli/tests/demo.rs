@@ -95,8 +95,22 @@ fn tiny_demo_report_agrees_with_eval_and_predict() {
         "fused at 0.6",
     );
     close(&report["text_score"], &eval["text_score"], "text score");
+    // The demo keeps its tuned setting in the index; eval's text rows and predict use it.
+    let stored = img2prompt::tuned_fusion::load_fusion(out.join("index"))
+        .unwrap()
+        .expect("the demo writes fusion.json");
+    assert_eq!(
+        stored.config.k as u64,
+        report["fused_tuned"]["k"].as_u64().unwrap()
+    );
+    close(
+        &report["fused_tuned"]["score"],
+        &eval["text_fusion_score"],
+        "fused at the tuned setting",
+    );
 
-    // predict's embeddings score the report's fused_paper against MiniLM's truth.
+    // predict's embeddings (the tuned setting, from fusion.json) score the report's fused_tuned
+    // against MiniLM's truth.
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&pairs)
         .unwrap()
         .lines()
@@ -138,7 +152,7 @@ fn tiny_demo_report_agrees_with_eval_and_predict() {
         })
         .sum::<f64>()
         / predicted.len() as f64;
-    let reported = report["fused_paper"].as_f64().unwrap();
+    let reported = report["fused_tuned"]["score"].as_f64().unwrap();
     assert!(
         (mean - reported).abs() < 1e-4,
         "predict {mean} vs report {reported}"

@@ -303,6 +303,109 @@ fn build_train_predict_eval_agree_with_the_library() {
     assert!((report["clip_head"].as_f64().unwrap() - head_from_library).abs() < 1e-4);
     assert_eq!(report["n"], images.len());
 
+    // `eval --save-tuned` keeps the tuned setting in the index; `predict` then uses it without
+    // flags, the paper's with any fusion flag, and refuses a damaged file by name.
+    let out = common::img2prompt(
+        home.path(),
+        &[
+            "eval",
+            "--index",
+            &s(&index),
+            "--pairs",
+            &s(&pairs),
+            "--clip",
+            &s(&clip),
+            "--sentence",
+            &s(&minilm),
+            "--save-tuned",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fusion.json"));
+    let stored = img2prompt::tuned_fusion::load_fusion(&index)
+        .unwrap()
+        .expect("eval --save-tuned writes fusion.json");
+    assert_eq!(
+        stored.head_xxh3,
+        img2prompt::tuned_fusion::head_fingerprint(&index).unwrap()
+    );
+    let tuned_npy = work.path().join("tuned.npy");
+    let mut tuned_args = vec![
+        "predict".to_string(),
+        "--index".into(),
+        s(&index),
+        "--clip".into(),
+        s(&clip),
+        "--embeddings".into(),
+        s(&tuned_npy),
+    ];
+    tuned_args.extend(images.iter().map(|p| s(p)));
+    let tuned_refs: Vec<&str> = tuned_args.iter().map(String::as_str).collect();
+    let out = common::img2prompt(home.path(), &tuned_refs);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("tuned, from the index's fusion.json"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tuned_lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let tuned_rows = read_rows(&tuned_npy);
+    for (i, line) in tuned_lines.iter().enumerate() {
+        let neighbours = line["neighbors"].as_array().unwrap();
+        assert_eq!(neighbours.len(), stored.config.k);
+        let hits: Vec<Neighbour> = neighbours
+            .iter()
+            .map(|n| {
+                let row = row_of[n["prompt"].as_str().unwrap()];
+                Neighbour::new(
+                    n["score"].as_f64().unwrap() as f32,
+                    &targets[row * td..(row + 1) * td],
+                )
+            })
+            .collect();
+        let fused = stored
+            .config
+            .fuse(&hits, Some(&head_out[i * td..(i + 1) * td]))
+            .unwrap();
+        assert!(
+            cosine(&tuned_rows[i], &fused.embedding) > 0.9999,
+            "image {i}"
+        );
+    }
+    // Any fusion flag: the paper's setting with it, as before the file existed.
+    let paper_npy = work.path().join("paper.npy");
+    let mut paper_args = tuned_args.clone();
+    paper_args[6] = s(&paper_npy);
+    paper_args.extend(["--k".to_string(), K.to_string()]);
+    let paper_refs: Vec<&str> = paper_args.iter().map(String::as_str).collect();
+    common::img2prompt_ok(home.path(), &paper_refs);
+    assert_eq!(read_rows(&paper_npy), npy_rows);
+    // A damaged fusion.json is an error naming it, and nothing is written.
+    let fusion_file = index.join(img2prompt::tuned_fusion::FUSION_FILE);
+    let text = std::fs::read_to_string(&fusion_file).unwrap();
+    std::fs::write(&fusion_file, text.replacen("\"k\": ", "\"k\": 1", 1)).unwrap();
+    std::fs::remove_file(&tuned_npy).unwrap();
+    let out = common::img2prompt(home.path(), &tuned_refs);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("fusion.json") && err.contains("checksum"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty() && !tuned_npy.exists());
+    std::fs::remove_file(&fusion_file).unwrap();
+
     // Bad input: not an image, another model, k = 0, weights summing to 0; nothing written.
     let not_image = work.path().join("notes.png");
     std::fs::write(&not_image, "not an image").unwrap();

@@ -160,6 +160,10 @@ pub struct EvalOptions {
     pub fused_k: usize,
     /// Neighbour weighting for every row.
     pub aggregation: Aggregation,
+    /// The fusion whose prediction the text rows aim at (what `predict` uses); `None`: the
+    /// paper's 0.6 / 0.4 blend at `fused_k` with `aggregation`.
+    #[serde(default)]
+    pub text_fusion: Option<FusionConfig>,
 }
 
 impl Default for EvalOptions {
@@ -171,17 +175,27 @@ impl Default for EvalOptions {
             knn_shares: vec![0.5, 0.6, 0.7, 0.8, 0.9],
             fused_k: 100,
             aggregation: Aggregation::SimilarityWeighted,
+            text_fusion: None,
         }
     }
 }
 
 impl EvalOptions {
+    /// The fusion the text rows aim at: `text_fusion`, else the paper's blend at `fused_k`.
+    pub fn text_fusion(&self) -> FusionConfig {
+        self.text_fusion.unwrap_or(FusionConfig {
+            k: self.fused_k,
+            aggregation: self.aggregation,
+            weights: BlendWeights::knn_share(0.6),
+        })
+    }
+
     /// The largest `k` any row needs.
     pub fn max_k(&self) -> usize {
         self.ks
             .iter()
             .copied()
-            .chain([self.fused_k])
+            .chain([self.fused_k, self.text_fusion().k])
             .max()
             .unwrap_or(1)
     }
@@ -206,10 +220,15 @@ pub struct EvalReport {
     /// How the output prompt texts were chosen (a [`PromptChoice`] name, or `compose`).
     pub text_mode: String,
     /// The text score of every way of choosing the text that was evaluated (each
-    /// [`PromptChoice`] by name, at `fused_k` with the paper's 0.6 / 0.4 blend, and `compose`
-    /// when given).
+    /// [`PromptChoice`] by name, aimed at `text_fusion`'s prediction, and `compose` when given).
     #[serde(default)]
     pub text_scores: BTreeMap<String, f64>,
+    /// The fusion whose prediction the picked texts aim at ([`EvalOptions::text_fusion`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_fusion: Option<FusionConfig>,
+    /// Mean cosine of the prediction at `text_fusion` (the embedding `predict` returns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_fusion_score: Option<f64>,
     /// What the evaluated head was trained on, when its file records it (filled in by the
     /// caller that loaded the head; [`EvalSet::report`] leaves it `None`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -235,6 +254,12 @@ impl EvalReport {
         for (w, s) in &self.fused {
             out += &format!("{:<28} {:>5} {:>6} {:>12.4}\n", "fused", self.fused_k, w, s);
         }
+        if let (Some(f), Some(score)) = (&self.text_fusion, self.text_fusion_score) {
+            out += &format!(
+                "{:<28} {:>5} {:>6.2} {:>12.4}\n",
+                "fused, predict's setting", f.k, f.weights.knn, score
+            );
+        }
         if self.text_scores.is_empty() {
             out += &format!(
                 "{:<28} {:>5} {:>6} {:>12.4}\n",
@@ -255,6 +280,15 @@ impl EvalReport {
             );
         }
         out += &format!("({} image-prompt pairs)\n", self.n);
+        if let Some(f) = &self.text_fusion {
+            out += &format!(
+                "(texts aim at the prediction fused with k {}, w_knn {}, w_clip {}, {})\n",
+                f.k,
+                f.weights.knn,
+                f.weights.clip,
+                aggregation_words(&f.aggregation)
+            );
+        }
         if let Some(training) = &self.head_training {
             out += &format!("(head trained on {training})\n");
         }
@@ -396,18 +430,17 @@ impl EvalSet {
             }
             None => None,
         };
-        // Each way of picking a neighbour's prompt among the `fused_k` neighbours, for the
-        // prediction `predict` makes by default (the paper's blend at `fused_k`): the picked
-        // prompt's stored target is its sentence embedding.
-        let paper = config(options.fused_k, BlendWeights::knn_share(0.6));
+        // Each way of picking a prompt, for the prediction `predict` makes (the text fusion's,
+        // among its k neighbours): the picked prompt's stored target is its sentence embedding.
+        let text_fusion = options.text_fusion();
         let predictions = queries
             .iter()
-            .map(|q| paper.fuse(&q.neighbours, q.head).map(|f| f.embedding))
+            .map(|q| text_fusion.fuse(&q.neighbours, q.head).map(|f| f.embedding))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let neighbours: Vec<&[Hit]> = self
             .hits
             .iter()
-            .map(|hits| &hits[..hits.len().min(options.fused_k)])
+            .map(|hits| &hits[..hits.len().min(text_fusion.k)])
             .collect();
         let mut text_scores = BTreeMap::new();
         for choice in PromptChoice::ALL {
@@ -442,6 +475,8 @@ impl EvalSet {
             text_score,
             text_mode: text_mode.to_string(),
             text_scores,
+            text_fusion: Some(text_fusion),
+            text_fusion_score: Some(evaluate(&queries, &text_fusion)?),
             head_training: None,
         })
     }
@@ -466,6 +501,15 @@ fn mean_cosine<'a>(
         });
     }
     Ok(sum / n as f64)
+}
+
+/// How neighbours are weighed, in a few words for tables and logs.
+pub fn aggregation_words(aggregation: &Aggregation) -> String {
+    match aggregation {
+        Aggregation::SimilarityWeighted => "similarity-weighted".to_string(),
+        Aggregation::Softmax { temperature } => format!("softmax t {temperature}"),
+        Aggregation::Uniform => "uniform".to_string(),
+    }
 }
 
 #[cfg(test)]

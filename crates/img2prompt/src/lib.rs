@@ -11,7 +11,8 @@
 //! - [`corpus`], [`builder`]: the offline stage ([`IndexBuilder`]).
 //! - [`head`]: the CLIP -> sentence head (storage; training with feature `train`).
 //! - [`predictor`], [`compose`], [`index_models`]: the online stage ([`Predictor`]).
-//! - [`eval`]: the paper's ablation table.
+//! - [`eval`]: the paper's ablation table; [`tuned_fusion`]: the tuned setting kept with an
+//!   index.
 //! - [`backend`]: backend names to Burn devices; [`checkpoint`]: what a checkpoint holds.
 //! - `cache` (feature `cache`): the model cache and fetching into it (`hub` for the hub).
 //!
@@ -39,6 +40,7 @@ pub mod index_models;
 pub mod model_id;
 pub mod predictor;
 pub mod shard;
+pub mod tuned_fusion;
 
 pub use backend::Backend;
 pub use builder::{BuildObserver, BuildProgress, BuildReport, IndexBuilder};

@@ -24,13 +24,16 @@ use crate::compose::{ComposeOptions, PromptChoice, compose_prompt, pick_prompts}
 use crate::error::{Error, Result};
 use crate::head::{ClipHead, HEAD_FILE};
 use crate::index_models::IndexModels;
+use crate::tuned_fusion::resolve_fusion;
 
 /// How [`Predictor::open`] assembles a predictor from an index directory.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct OpenOptions {
-    /// Neighbours, weighting and blend weights.
-    pub fusion: FusionConfig,
+    /// Neighbours, weighting and blend weights; `None` (the default): the setting kept in the
+    /// index's `fusion.json` when it holds for the head in use, else the paper's
+    /// (see [`crate::tuned_fusion::resolve_fusion`]).
+    pub fusion: Option<FusionConfig>,
     /// Ignore `head.safetensors` even when present (KNN prediction only).
     pub no_head: bool,
     /// Compose prompt texts from the neighbours' phrases instead of picking a neighbour's
@@ -42,9 +45,9 @@ pub struct OpenOptions {
 }
 
 impl OpenOptions {
-    /// These options with the given fusion setting.
+    /// These options with the given fusion setting (instead of the index's or the paper's).
     pub fn with_fusion(mut self, fusion: FusionConfig) -> Self {
-        self.fusion = fusion;
+        self.fusion = Some(fusion);
         self
     }
 
@@ -270,12 +273,13 @@ fn check_width(what: &str, expected: usize, found: usize) -> Result<()> {
 impl Predictor {
     /// The predictor an index directory describes: the image tower of `models.clip`, the index
     /// itself, `head.safetensors` when present (unless `options.no_head`) and the fusion
-    /// settings. The checkpoints are given, not looked up (see [`IndexModels::resolve`] for
+    /// setting: `options.fusion`, else the one the index keeps in `fusion.json` (tuned on
+    /// validation, when it holds for the head in use), else the paper's. The checkpoints are given, not looked up (see [`IndexModels::resolve`] for
     /// the optional lookup); their fingerprints must match the ones the index records.
     ///
     /// # Errors
     /// An unreadable or corrupt index; a checkpoint that fails to load or is not the model the
-    /// index was built with; invalid fusion settings; composing without a sentence model.
+    /// index was built with; invalid fusion settings or a damaged `fusion.json`; composing without a sentence model.
     pub fn open(
         index_dir: impl AsRef<Path>,
         models: &IndexModels,
@@ -283,16 +287,14 @@ impl Predictor {
         device: &burn::tensor::Device,
     ) -> Result<Self> {
         let index_dir = index_dir.as_ref();
-        options
-            .fusion
-            .validate()
-            .map_err(|e| Error::invalid("fusion", e.to_string()))?;
+        let with_head = !options.no_head && index_dir.join(HEAD_FILE).is_file();
+        let (fusion, _) = resolve_fusion(index_dir, options.fusion, with_head)?;
         let mut builder = Predictor::builder()
             .image_encoder(ClipImageEmbedder::load(&models.clip, device)?)
             .index(IndexSearch::open(index_dir)?)
-            .fusion(options.fusion)
+            .fusion(fusion)
             .prompt_choice(options.prompt);
-        if !options.no_head && index_dir.join(HEAD_FILE).is_file() {
+        if with_head {
             builder = builder.head(ClipHead::load(index_dir, device)?);
         }
         if let Some(compose) = options.compose {

@@ -6,6 +6,8 @@ use std::time::Instant;
 use clap::Args;
 use img2prompt::compose::{ComposeOptions, compose_prompt};
 use img2prompt::eval::{EvalOptions, EvalPair, EvalSet, read_pairs};
+use img2prompt::prompt_fusion::{BlendWeights, FusionConfig, TuningGrid};
+use img2prompt::tuned_fusion::{FUSION_FILE, StoredFusion, head_fingerprint, save_fusion};
 use img2prompt::{Error, Predictor, Result, SentenceTextEmbedder, TextEmbedder};
 
 use super::{FusionArgs, RuntimeArgs, check_output_path};
@@ -28,7 +30,13 @@ pub struct EvalArgs {
     /// text score of each `--text` choice.
     #[arg(long)]
     pub compose: bool,
-    /// Model overrides; `--k` is the k of the fused rows (weights are the table's columns).
+    /// Tune the fusion setting on these pairs (grid search: k, weighting, blend) and keep the
+    /// best in the index's fusion.json, which `predict` and `serve` then use by default. Tune
+    /// on validation pairs, then evaluate on others: the tuned score is optimistic.
+    #[arg(long)]
+    pub save_tuned: bool,
+    /// Model overrides; `--k` is the k of the fused rows (weights are the table's columns);
+    /// the text rows aim at the fusion `predict` uses (flags, else the index's, else the paper's).
     #[command(flatten)]
     pub fusion: FusionArgs,
     /// Backend and batch size.
@@ -41,8 +49,7 @@ pub(crate) fn run(models: &Models, args: &EvalArgs) -> Result<()> {
     if let Some(path) = &args.json {
         check_output_path(path, "json")?;
     }
-    let options = args.fusion.open_options(None)?;
-    let fusion = options.fusion;
+    let (options, fusion, source) = args.fusion.open_options(&args.index, None)?;
     let pairs = read_pairs(&args.pairs)?;
     let device = args.runtime.backend.unwrap_or_default().device()?;
     let checkpoints = args.fusion.index_models(models, &args.index, true)?;
@@ -60,7 +67,8 @@ pub(crate) fn run(models: &Models, args: &EvalArgs) -> Result<()> {
     let prompts: Vec<&str> = pairs.iter().map(|p| p.prompt.as_str()).collect();
     let truths = sentence.embed_texts(&prompts)?;
     let eval_options = EvalOptions {
-        fused_k: fusion.k,
+        fused_k: args.fusion.k.unwrap_or(FusionConfig::default().k),
+        text_fusion: Some(fusion),
         ..EvalOptions::default()
     };
     let set = EvalSet::gather(
@@ -94,13 +102,56 @@ pub(crate) fn run(models: &Models, args: &EvalArgs) -> Result<()> {
     let mut report = set.report(&eval_options, texts.as_deref(), predictor.index())?;
     report.head_training = head_training(&args.index, &args.fusion)?;
     print!("{}", report.table());
+    eprintln!("fusion for the texts: {}", source.describe());
     if let Some(path) = &args.json {
         write_json_atomic(path, &report)?;
+    }
+    if args.save_tuned {
+        save_tuned(&args.index, &args.pairs, &set, predictor.head().is_some())?;
     }
     eprintln!(
         "evaluated {} pairs in {:.2}s",
         report.n,
         start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Tunes the fusion on `set` and keeps the best setting in the index's fusion.json.
+fn save_tuned(
+    index: &std::path::Path,
+    pairs: &std::path::Path,
+    set: &EvalSet,
+    with_head: bool,
+) -> Result<()> {
+    let mut grid = TuningGrid::default();
+    if !with_head {
+        // Without a head only the KNN prediction exists: a stored head weight would only make
+        // the setting stale once a head is added.
+        grid.weights = vec![BlendWeights::knn_share(1.0)];
+    }
+    let tuning = set.tune(&grid)?;
+    let best = tuning.best.config;
+    let stored = StoredFusion {
+        config: best,
+        tuned_on: format!("{}: {} pairs", pairs.display(), set.len()),
+        score: Some(tuning.best.mean_cosine),
+        head_xxh3: if with_head {
+            head_fingerprint(index)?
+        } else {
+            None
+        },
+    };
+    save_fusion(index, &stored)?;
+    eprintln!(
+        "tuned on {} pairs: k {}, w_knn {}, w_clip {}, {} -> {:.4}; kept in {}",
+        set.len(),
+        best.k,
+        best.weights.knn,
+        best.weights.clip,
+        img2prompt::eval::aggregation_words(&best.aggregation),
+        tuning.best.mean_cosine,
+        index.join(FUSION_FILE).display()
     );
     Ok(())
 }

@@ -107,15 +107,18 @@ pub struct RuntimeArgs {
 /// overrides of an index.
 #[derive(Debug, Clone, Args)]
 pub struct FusionArgs {
-    /// Neighbours aggregated into the KNN prediction.
-    #[arg(long, default_value_t = 100, value_parser = at_least_one)]
-    pub k: usize,
-    /// Weight of the KNN prediction in the blend.
-    #[arg(long, default_value_t = 0.6)]
-    pub w_knn: f32,
-    /// Weight of the CLIP head's prediction in the blend.
-    #[arg(long, default_value_t = 0.4)]
-    pub w_clip: f32,
+    /// Neighbours aggregated into the KNN prediction. Without --k, --w-knn and --w-clip the
+    /// setting the index keeps (fusion.json, tuned by `demo` or `eval --save-tuned`) is used
+    /// when it holds for the head in use, else the paper's (k 100, similarity-weighted,
+    /// 0.6 / 0.4); with any of them, the paper's setting with the values given.
+    #[arg(long, value_parser = at_least_one)]
+    pub k: Option<usize>,
+    /// Weight of the KNN prediction in the blend (paper: 0.6).
+    #[arg(long)]
+    pub w_knn: Option<f32>,
+    /// Weight of the CLIP head's prediction in the blend (paper: 0.4).
+    #[arg(long)]
+    pub w_clip: Option<f32>,
     /// Ignore the index's head.safetensors (KNN prediction only).
     #[arg(long)]
     pub no_head: bool,

@@ -7,6 +7,7 @@ use std::time::Instant;
 use clap::Args;
 use img2prompt::compose::ComposeOptions;
 use img2prompt::prompt_fusion::{BlendWeights, FusionConfig};
+use img2prompt::tuned_fusion::{FusionSource, resolve_fusion};
 use img2prompt::{Error, OpenOptions, PredictedNeighbour, Predictor, Result};
 use serde::Serialize;
 
@@ -58,10 +59,9 @@ pub(crate) fn run(models: &Models, args: &PredictArgs) -> Result<()> {
     if let Some(path) = &args.embeddings {
         check_output_path(path, "npy")?;
     }
-    let options = args
+    let (options, fusion, source) = args
         .fusion
-        .open_options(args.compose.then(ComposeOptions::default))?;
-    let fusion = options.fusion;
+        .open_options(&args.index, args.compose.then(ComposeOptions::default))?;
     let device = args.runtime.backend.unwrap_or_default().device()?;
     let start = Instant::now();
     let checkpoints = args
@@ -106,40 +106,59 @@ pub(crate) fn run(models: &Models, args: &PredictArgs) -> Result<()> {
         .write_all(out.as_bytes())
         .map_err(|e| Error::io("<stdout>", e))?;
     eprintln!(
-        "predicted {} images in {:.2}s ({:.1} images/s, k {}, w_knn {}, w_clip {}; load {:.2}s)",
+        "predicted {} images in {:.2}s ({:.1} images/s; fusion {}: k {}, w_knn {}, w_clip {}, \
+         {}; load {:.2}s)",
         predictions.len(),
         elapsed.as_secs_f64(),
         predictions.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+        source.describe(),
         fusion.k,
         fusion.weights.knn,
         fusion.weights.clip,
+        img2prompt::eval::aggregation_words(&fusion.aggregation),
         load.as_secs_f64()
     );
     Ok(())
 }
 
 impl FusionArgs {
-    /// The fusion setting these options describe, validated (k >= 1, weights >= 0 and not both 0).
-    pub fn config(&self) -> Result<FusionConfig> {
+    /// The fusion setting the flags give, validated (k >= 1, weights >= 0 and not both 0):
+    /// `None` without --k, --w-knn and --w-clip; else the paper's setting with those values.
+    pub fn config(&self) -> Result<Option<FusionConfig>> {
+        if self.k.is_none() && self.w_knn.is_none() && self.w_clip.is_none() {
+            return Ok(None);
+        }
+        let paper = FusionConfig::default();
         let config = FusionConfig {
-            k: self.k,
-            weights: BlendWeights::new(self.w_knn, self.w_clip),
-            ..FusionConfig::default()
+            k: self.k.unwrap_or(paper.k),
+            weights: BlendWeights::new(
+                self.w_knn.unwrap_or(paper.weights.knn),
+                self.w_clip.unwrap_or(paper.weights.clip),
+            ),
+            ..paper
         };
         config
             .validate()
             .map_err(|e| Error::invalid("--w-knn/--w-clip", e.to_string()))?;
-        Ok(config)
+        Ok(Some(config))
     }
 
-    /// How to open the index's predictor with these options (validated fusion, model
-    /// overrides, head on/off) and the given prompt composition.
-    pub(crate) fn open_options(&self, compose: Option<ComposeOptions>) -> Result<OpenOptions> {
-        Ok(OpenOptions::default()
-            .with_fusion(self.config()?)
+    /// How to open the predictor of `index` with these options (the fusion resolved: the
+    /// flags', else the index's tuned one, else the paper's; model overrides, head on/off)
+    /// and the given prompt composition, with the fusion setting and where it came from.
+    pub(crate) fn open_options(
+        &self,
+        index: &std::path::Path,
+        compose: Option<ComposeOptions>,
+    ) -> Result<(OpenOptions, FusionConfig, FusionSource)> {
+        let with_head = !self.no_head && index.join(img2prompt::head::HEAD_FILE).is_file();
+        let (fusion, source) = resolve_fusion(index, self.config()?, with_head)?;
+        let options = OpenOptions::default()
+            .with_fusion(fusion)
             .with_no_head(self.no_head)
             .with_compose(compose)
-            .with_prompt(self.text))
+            .with_prompt(self.text);
+        Ok((options, fusion, source))
     }
 
     /// The index's checkpoints: `--clip` / `--sentence` or the ones its manifest records (the

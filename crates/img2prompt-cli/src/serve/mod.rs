@@ -104,10 +104,9 @@ pub(crate) fn run(models: &Models, args: &ServeArgs) -> Result<()> {
 
     // Everything the models need is checked before listening: a bad index or checkpoint is a
     // one-line error and exit 1, not a server that never gets ready.
-    let options = args
+    let (options, fusion, source) = args
         .fusion
-        .open_options(args.compose.then(ComposeOptions::default))?;
-    let fusion = options.fusion;
+        .open_options(&args.index, args.compose.then(ComposeOptions::default))?;
     let device = args.backend.unwrap_or_default().device()?;
     let checkpoints = args.fusion.index_models(models, &args.index, true)?;
     let engine_options = EngineOptions {
@@ -183,7 +182,13 @@ pub(crate) fn run(models: &Models, args: &ServeArgs) -> Result<()> {
             match loaded {
                 Ok(engine) => {
                     let _ = loader_state.engine.set(engine);
-                    tracing::info!("models loaded; ready");
+                    tracing::info!(
+                        fusion = source.describe(),
+                        k = fusion.k,
+                        w_knn = fusion.weights.knn,
+                        w_clip = fusion.weights.clip,
+                        "models loaded; ready"
+                    );
                 }
                 Err(e) => {
                     *loader_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
