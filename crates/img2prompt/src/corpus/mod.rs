@@ -147,6 +147,7 @@ impl CorpusOptions {
         }
     }
 
+    #[cfg(any(feature = "csv", feature = "parquet"))]
     fn describe(&self) -> String {
         self.candidates()
             .iter()
@@ -455,6 +456,7 @@ fn nul_error(path: &Path, position: Position, at: usize) -> Error {
 }
 
 /// Picks the column among `names`: the first candidate present, exactly, else ignoring case.
+#[cfg(any(feature = "csv", feature = "parquet"))]
 fn find_column<'a>(
     names: impl Iterator<Item = &'a str> + Clone,
     options: &CorpusOptions,
@@ -473,6 +475,7 @@ fn find_column<'a>(
     None
 }
 
+#[cfg(any(feature = "csv", feature = "parquet"))]
 fn missing_column(path: &Path, options: &CorpusOptions, names: &[&str]) -> Error {
     const SHOWN: usize = 20;
     let mut list = names
