@@ -188,6 +188,7 @@ async fn predictions_and_embeddings_equal_the_cli() {
         .await
         .unwrap();
     assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["fusion_source"], "default");
     assert_eq!(ready["prompts"], 120);
     let page = client.get(server.at("/")).send().await.unwrap();
     assert!(
@@ -269,6 +270,70 @@ fn png(w: u32, h: u32) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     image.write_to(&mut out, ImageFormat::Png).unwrap();
     out.into_inner()
+}
+
+/// A copy of the small index with a KNN-only fusion.json (k 7, softmax): the server uses it
+/// without flags, says so in /readyz, and answers as `predict` does on the same copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_tuned_fusion_is_served_and_reported() {
+    use img2prompt::prompt_fusion::{Aggregation, BlendWeights, FusionConfig};
+    use img2prompt::tuned_fusion::{StoredFusion, save_fusion};
+    let source = small_index(INDEX);
+    let copy = tempfile::tempdir().unwrap();
+    let index = copy.path().join("index");
+    std::fs::create_dir(&index).unwrap();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, index.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let config = FusionConfig {
+        k: 7,
+        aggregation: Aggregation::Softmax { temperature: 0.05 },
+        weights: BlendWeights::knn_share(1.0),
+    };
+    let stored = StoredFusion {
+        config,
+        tuned_on: "a test".into(),
+        score: None,
+        head_xxh3: None,
+    };
+    save_fusion(&index, &stored).unwrap();
+    let server = Server::start(&index, &[]).await;
+    let client = reqwest::Client::new();
+    let ready: Value = client
+        .get(server.at("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["fusion_source"], "index-file");
+    assert_eq!(ready["k"], 7);
+    assert_eq!(ready["fusion"]["aggregation"]["kind"], "softmax");
+    let image = images().remove(0);
+    let answer = post_file(&client, &server.at("/v1/predict"), &image).await;
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    let args = [
+        "predict".to_owned(),
+        "--index".into(),
+        s(&index),
+        "--clip".into(),
+        s(&clip_dir()),
+        "--sentence".into(),
+        s(&minilm_dir()),
+        s(&image),
+    ];
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cli: Value = serde_json::from_str(img2prompt_ok(home(), &refs).trim()).unwrap();
+    assert_eq!(cli["neighbors"].as_array().unwrap().len(), 7);
+    assert_same_prediction(&body, &cli, None);
+    // The shared index has no fusion.json: the paper's k 100 there.
+    let paper = cli_predict(std::slice::from_ref(&image), &[]);
+    assert_ne!(paper[0]["neighbors"].as_array().unwrap().len(), 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

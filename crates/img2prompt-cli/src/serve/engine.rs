@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use img2prompt::image::DynamicImage;
 use img2prompt::prompt_fusion::FusionConfig;
+use img2prompt::tuned_fusion::FusionSource;
 use img2prompt::{Prediction, Predictor, TextEmbedder};
 use rayon::prelude::*;
 use tokio::sync::oneshot;
@@ -26,6 +27,8 @@ pub struct Models {
     pub predictor: Predictor,
     /// The fusion the predictor was opened with (a request may ask for a smaller `k`).
     pub fusion: FusionConfig,
+    /// Where that fusion came from (flags, the index's fusion.json, the paper's default).
+    pub fusion_source: FusionSource,
     /// The index's sentence model (target space).
     pub sentence: Arc<dyn TextEmbedder>,
     /// The index's CLIP text tower (key space).

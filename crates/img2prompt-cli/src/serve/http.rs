@@ -16,6 +16,8 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use img2prompt::PredictedNeighbour;
+use img2prompt::prompt_fusion::FusionConfig;
+use img2prompt::tuned_fusion::FusionSource;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
@@ -202,6 +204,8 @@ struct Ready<'a> {
     target_model: String,
     prompts: usize,
     k: usize,
+    fusion: FusionConfig,
+    fusion_source: FusionSource,
 }
 
 async fn readyz(State(state): State<Shared>) -> Response {
@@ -217,6 +221,8 @@ async fn readyz(State(state): State<Shared>) -> Response {
                 target_model: models.sentence.model_id().to_string(),
                 prompts: index.len(),
                 k: models.fusion.k,
+                fusion: models.fusion,
+                fusion_source: models.fusion_source,
             })
             .into_response()
         }

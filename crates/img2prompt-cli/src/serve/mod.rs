@@ -173,6 +173,7 @@ pub(crate) fn run(models: &Models, args: &ServeArgs) -> Result<()> {
                 let models = EngineModels {
                     predictor,
                     fusion,
+                    fusion_source: source,
                     sentence,
                     clip_text,
                 };
