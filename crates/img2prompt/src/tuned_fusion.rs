@@ -150,7 +150,15 @@ pub fn load_fusion(index_dir: impl AsRef<Path>) -> Result<Option<StoredFusion>> 
     let path = index_dir.as_ref().join(FUSION_FILE);
     let file = match std::fs::File::open(&path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // No file, or no index directory (the index's own checks name that).
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(None);
+        }
         Err(e) => return Err(Error::io(&path, e)),
     };
     let mut bytes = Vec::new();
@@ -245,6 +253,9 @@ mod tests {
     fn a_setting_survives_save_and_load() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(load_fusion(dir.path()).unwrap(), None);
+        assert_eq!(load_fusion(dir.path().join("no-such-index")).unwrap(), None);
+        std::fs::write(dir.path().join("a-file"), b"x").unwrap();
+        assert_eq!(load_fusion(dir.path().join("a-file")).unwrap(), None);
         let stored = tuned(0.3, Some("00000000000000aa"));
         save_fusion(dir.path(), &stored).unwrap();
         assert_eq!(load_fusion(dir.path()).unwrap(), Some(stored));
