@@ -453,4 +453,53 @@ fn build_train_predict_eval_agree_with_the_library() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--clip"), "{err}");
+
+    // A setting that weighs the head, then a retrained head: `head train` says the setting no
+    // longer holds, and `predict` falls back to the paper's, saying why.
+    let weighs_head = img2prompt::tuned_fusion::StoredFusion {
+        config: FusionConfig {
+            k: 10,
+            ..FusionConfig::default()
+        },
+        tuned_on: "a test".into(),
+        score: None,
+        head_xxh3: img2prompt::tuned_fusion::head_fingerprint(&index).unwrap(),
+    };
+    img2prompt::tuned_fusion::save_fusion(&index, &weighs_head).unwrap();
+    let out = common::img2prompt(
+        home.path(),
+        &[
+            "head",
+            "train",
+            "--index",
+            &s(&index),
+            "--epochs",
+            "1",
+            "--seed",
+            "7",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("fusion.json was tuned with the previous head"),
+        "{err}"
+    );
+    let out = common::img2prompt(
+        home.path(),
+        &[
+            "predict",
+            "--index",
+            &s(&index),
+            "--clip",
+            &s(&clip),
+            &s(&images[0]),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            && err.contains("tuned with a head not in use")
+            && err.contains("k 100"),
+        "{err}"
+    );
 }

@@ -215,7 +215,23 @@ pub(crate) fn train(models: &Models, args: &HeadTrainArgs) -> Result<()> {
         }
     };
     drop(index);
+    // A fusion setting tuned with the previous head no longer holds once it is replaced.
+    let stored = img2prompt::tuned_fusion::load_fusion(&args.index)
+        .ok()
+        .flatten()
+        .filter(|f| f.config.weights.clip > 0.0);
     let path = ClipHead::save(&head, &args.index)?;
+    if let Some(stored) = stored
+        && stored.head_xxh3 != img2prompt::tuned_fusion::head_fingerprint(&args.index)?
+    {
+        eprintln!(
+            "note: {} was tuned with the previous head: predict and serve use the paper's \
+             fusion until `img2prompt eval --save-tuned` tunes it again",
+            args.index
+                .join(img2prompt::tuned_fusion::FUSION_FILE)
+                .display()
+        );
+    }
     let trained_on = head
         .training()
         .map(|t| format!("trained on {t}"))
