@@ -283,10 +283,7 @@ impl EvalReport {
         if let Some(f) = &self.text_fusion {
             out += &format!(
                 "(texts aim at the prediction fused with k {}, w_knn {}, w_clip {}, {})\n",
-                f.k,
-                f.weights.knn,
-                f.weights.clip,
-                aggregation_words(&f.aggregation)
+                f.k, f.weights.knn, f.weights.clip, f.aggregation
             );
         }
         if let Some(training) = &self.head_training {
@@ -501,15 +498,6 @@ fn mean_cosine<'a>(
         });
     }
     Ok(sum / n as f64)
-}
-
-/// How neighbours are weighed, in a few words for tables and logs.
-pub fn aggregation_words(aggregation: &Aggregation) -> String {
-    match aggregation {
-        Aggregation::SimilarityWeighted => "similarity-weighted".to_string(),
-        Aggregation::Softmax { temperature } => format!("softmax t {temperature}"),
-        Aggregation::Uniform => "uniform".to_string(),
-    }
 }
 
 #[cfg(test)]

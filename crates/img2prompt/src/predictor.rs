@@ -288,7 +288,7 @@ impl Predictor {
     ) -> Result<Self> {
         let index_dir = index_dir.as_ref();
         let with_head = !options.no_head && index_dir.join(HEAD_FILE).is_file();
-        let (fusion, _) = resolve_fusion(index_dir, options.fusion, with_head)?;
+        let (fusion, _) = resolve_fusion(index_dir, options.fusion, options.no_head)?;
         let mut builder = Predictor::builder()
             .image_encoder(ClipImageEmbedder::load(&models.clip, device)?)
             .index(IndexSearch::open(index_dir)?)

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use prompt_fusion::FusionConfig;
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::{Xxh3, xxh3_64};
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::atomic::write_file_atomic;
 use crate::error::{Error, Result};
@@ -102,23 +102,14 @@ fn checksum(body: &Body) -> Result<String> {
     Ok(format!("{:016x}", xxh3_64(&bytes)))
 }
 
-/// xxh3-64 (hex) of the index's `head.safetensors`, `None` when it has none. Streams the file.
+/// xxh3-64 (hex) of the index's `head.safetensors`, `None` when it has none: the digest the
+/// index manifest uses for its own files ([`knn_index::hash_file`], streamed).
 pub fn head_fingerprint(index_dir: impl AsRef<Path>) -> Result<Option<String>> {
     let path = index_dir.as_ref().join(HEAD_FILE);
     if !path.is_file() {
         return Ok(None);
     }
-    let mut file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-    let mut hasher = Xxh3::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| Error::io(&path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(Some(format!("{:016x}", hasher.digest())))
+    Ok(Some(knn_index::hash_file(&path)?.xxh3))
 }
 
 /// Writes `fusion` to the index's [`FUSION_FILE`] atomically, after checking the setting.
@@ -195,15 +186,15 @@ pub fn load_fusion(index_dir: impl AsRef<Path>) -> Result<Option<StoredFusion>> 
 }
 
 /// The fusion setting a predictor on `index_dir` uses: `given` when set; else the index's
-/// [`FUSION_FILE`] when it holds for the head in use (`head_in_use`: the head is loaded, not
-/// ignored); else the paper's [`FusionConfig::default`].
+/// [`FUSION_FILE`] when it holds for the head in use (the index's `head.safetensors`, unless
+/// `no_head`); else the paper's [`FusionConfig::default`].
 ///
 /// # Errors
 /// As [`load_fusion`] and [`head_fingerprint`]; an invalid `given` setting.
 pub fn resolve_fusion(
     index_dir: impl AsRef<Path>,
     given: Option<FusionConfig>,
-    head_in_use: bool,
+    no_head: bool,
 ) -> Result<(FusionConfig, FusionSource)> {
     if let Some(config) = given {
         config
@@ -218,10 +209,10 @@ pub fn resolve_fusion(
     if stored.config.weights.clip == 0.0 {
         return Ok((stored.config, FusionSource::IndexFile));
     }
-    let head = if head_in_use {
-        head_fingerprint(index_dir)?
-    } else {
+    let head = if no_head {
         None
+    } else {
+        head_fingerprint(index_dir)?
     };
     if head.is_some() && head == stored.head_xxh3 {
         Ok((stored.config, FusionSource::IndexFile))
@@ -292,14 +283,14 @@ mod tests {
         bad.config.k = 0;
         assert!(save_fusion(dir.path(), &bad).is_err());
         assert!(!dir.path().join(FUSION_FILE).exists());
-        assert!(resolve_fusion(dir.path(), Some(bad.config), true).is_err());
+        assert!(resolve_fusion(dir.path(), Some(bad.config), false).is_err());
     }
 
     #[test]
     fn the_setting_follows_the_head_it_was_tuned_with() {
         let dir = tempfile::tempdir().unwrap();
         // Nothing stored: the paper's setting.
-        let (config, source) = resolve_fusion(dir.path(), None, true).unwrap();
+        let (config, source) = resolve_fusion(dir.path(), None, false).unwrap();
         assert_eq!(
             (config, source),
             (FusionConfig::default(), FusionSource::Default)
@@ -309,7 +300,7 @@ mod tests {
         assert!(head.is_some());
         let stored = tuned(0.3, head.as_deref());
         save_fusion(dir.path(), &stored).unwrap();
-        let (config, source) = resolve_fusion(dir.path(), None, true).unwrap();
+        let (config, source) = resolve_fusion(dir.path(), None, false).unwrap();
         assert_eq!((config, source), (stored.config, FusionSource::IndexFile));
         // Given settings win.
         let given = FusionConfig {
@@ -317,24 +308,24 @@ mod tests {
             ..FusionConfig::default()
         };
         assert_eq!(
-            resolve_fusion(dir.path(), Some(given), true).unwrap(),
+            resolve_fusion(dir.path(), Some(given), false).unwrap(),
             (given, FusionSource::Given)
         );
         // The head ignored, or replaced: stale, the paper's setting.
         assert_eq!(
-            resolve_fusion(dir.path(), None, false).unwrap(),
+            resolve_fusion(dir.path(), None, true).unwrap(),
             (FusionConfig::default(), FusionSource::StaleIndexFile)
         );
         std::fs::write(dir.path().join(HEAD_FILE), b"head two").unwrap();
         assert_eq!(
-            resolve_fusion(dir.path(), None, true).unwrap().1,
+            resolve_fusion(dir.path(), None, false).unwrap().1,
             FusionSource::StaleIndexFile
         );
         // A KNN-only setting holds whatever the head.
         let knn_only = tuned(0.0, Some("0"));
         save_fusion(dir.path(), &knn_only).unwrap();
         assert_eq!(
-            resolve_fusion(dir.path(), None, false).unwrap(),
+            resolve_fusion(dir.path(), None, true).unwrap(),
             (knn_only.config, FusionSource::IndexFile)
         );
     }

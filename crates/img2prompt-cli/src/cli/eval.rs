@@ -149,7 +149,7 @@ fn save_tuned(
         best.k,
         best.weights.knn,
         best.weights.clip,
-        img2prompt::eval::aggregation_words(&best.aggregation),
+        best.aggregation,
         tuning.best.mean_cosine,
         index.join(FUSION_FILE).display()
     );

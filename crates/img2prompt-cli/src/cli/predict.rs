@@ -106,8 +106,8 @@ pub(crate) fn run(models: &Models, args: &PredictArgs) -> Result<()> {
         .write_all(out.as_bytes())
         .map_err(|e| Error::io("<stdout>", e))?;
     eprintln!(
-        "predicted {} images in {:.2}s ({:.1} images/s; fusion {}: k {}, w_knn {}, w_clip {}, \
-         {}; load {:.2}s)",
+        "predicted {} images in {:.2}s ({:.1} images/s; fusion {}: k {}, w_knn {}, w_clip {}, {}; \
+         load {:.2}s)",
         predictions.len(),
         elapsed.as_secs_f64(),
         predictions.len() as f64 / elapsed.as_secs_f64().max(1e-9),
@@ -115,7 +115,7 @@ pub(crate) fn run(models: &Models, args: &PredictArgs) -> Result<()> {
         fusion.k,
         fusion.weights.knn,
         fusion.weights.clip,
-        img2prompt::eval::aggregation_words(&fusion.aggregation),
+        fusion.aggregation,
         load.as_secs_f64()
     );
     Ok(())
@@ -151,8 +151,7 @@ impl FusionArgs {
         index: &std::path::Path,
         compose: Option<ComposeOptions>,
     ) -> Result<(OpenOptions, FusionConfig, FusionSource)> {
-        let with_head = !self.no_head && index.join(img2prompt::head::HEAD_FILE).is_file();
-        let (fusion, source) = resolve_fusion(index, self.config()?, with_head)?;
+        let (fusion, source) = resolve_fusion(index, self.config()?, self.no_head)?;
         let options = OpenOptions::default()
             .with_fusion(fusion)
             .with_no_head(self.no_head)
