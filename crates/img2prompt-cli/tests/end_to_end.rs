@@ -157,6 +157,19 @@ fn build_train_predict_eval_agree_with_the_library() {
     let head_out = head.predict(&queries).unwrap();
     let row_of: HashMap<&str, usize> = refs.iter().enumerate().map(|(i, p)| (*p, i)).collect();
     let npy_rows = read_rows(&embeddings_npy);
+    // A printed line's neighbours as fusion inputs: each one's score and stored target.
+    let hits_of = |neighbours: &[serde_json::Value]| -> Vec<Neighbour> {
+        neighbours
+            .iter()
+            .map(|n| {
+                let row = row_of[n["prompt"].as_str().unwrap()];
+                Neighbour::new(
+                    n["score"].as_f64().unwrap() as f32,
+                    &targets[row * td..(row + 1) * td],
+                )
+            })
+            .collect()
+    };
 
     for (i, line) in lines.iter().enumerate() {
         assert_eq!(line["image"], s(&images[i]));
@@ -180,24 +193,9 @@ fn build_train_predict_eval_agree_with_the_library() {
             assert!((cosine(q, &keys[row * kd..(row + 1) * kd]) - expected[rank].1).abs() < 1e-4);
         }
         // The documented fusion of those neighbours' targets and the head's output.
-        let hits: Vec<(f32, &[f32])> = neighbours
-            .iter()
-            .map(|n| {
-                let row = row_of[n["prompt"].as_str().unwrap()];
-                (
-                    n["score"].as_f64().unwrap() as f32,
-                    &targets[row * td..(row + 1) * td],
-                )
-            })
-            .collect();
+        let hits = hits_of(neighbours);
         let fused = FusionConfig::default()
-            .fuse(
-                &hits
-                    .iter()
-                    .map(|(s, t)| Neighbour::new(*s, t))
-                    .collect::<Vec<_>>(),
-                Some(&head_out[i * td..(i + 1) * td]),
-            )
+            .fuse(&hits, Some(&head_out[i * td..(i + 1) * td]))
             .unwrap();
         let embedding: Vec<f32> = line["embedding"]
             .as_array()
@@ -216,7 +214,7 @@ fn build_train_predict_eval_agree_with_the_library() {
             .fold(f64::NEG_INFINITY, f64::max);
         let nearest_neighbour = hits
             .iter()
-            .map(|(_, t)| cosine(&fused.embedding, t))
+            .map(|n| cosine(&fused.embedding, n.target))
             .fold(f64::NEG_INFINITY, f64::max);
         let chosen = row_of[line["prompt"].as_str().unwrap()];
         let chosen_cos = cosine(&fused.embedding, &targets[chosen * td..(chosen + 1) * td]);
@@ -365,19 +363,9 @@ fn build_train_predict_eval_agree_with_the_library() {
     for (i, line) in tuned_lines.iter().enumerate() {
         let neighbours = line["neighbors"].as_array().unwrap();
         assert_eq!(neighbours.len(), stored.config.k);
-        let hits: Vec<Neighbour> = neighbours
-            .iter()
-            .map(|n| {
-                let row = row_of[n["prompt"].as_str().unwrap()];
-                Neighbour::new(
-                    n["score"].as_f64().unwrap() as f32,
-                    &targets[row * td..(row + 1) * td],
-                )
-            })
-            .collect();
         let fused = stored
             .config
-            .fuse(&hits, Some(&head_out[i * td..(i + 1) * td]))
+            .fuse(&hits_of(neighbours), Some(&head_out[i * td..(i + 1) * td]))
             .unwrap();
         assert!(
             cosine(&tuned_rows[i], &fused.embedding) > 0.9999,

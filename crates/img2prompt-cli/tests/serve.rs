@@ -9,7 +9,7 @@
 mod common;
 mod serve_common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{cosine, img2prompt_ok, minilm_dir, read_rows};
@@ -18,13 +18,17 @@ use serve_common::{Server, clip_dir, home, images, s, small_index};
 
 const INDEX: &str = "serve-index";
 
-/// The CLI's `predict` lines for `images` with `extra` options.
+/// The CLI's `predict` lines for `images` with `extra` options, on the shared small index.
 fn cli_predict(images: &[PathBuf], extra: &[&str]) -> Vec<Value> {
-    let index = small_index(INDEX);
+    cli_predict_on(&small_index(INDEX), images, extra)
+}
+
+/// The CLI's `predict` lines for `images` with `extra` options, on `index`.
+fn cli_predict_on(index: &Path, images: &[PathBuf], extra: &[&str]) -> Vec<Value> {
     let mut args = vec![
         "predict".to_owned(),
         "--index".into(),
-        s(&index),
+        s(index),
         "--clip".into(),
         s(&clip_dir()),
         "--sentence".into(),
@@ -179,14 +183,7 @@ async fn predictions_and_embeddings_equal_the_cli() {
     // Health, readiness, the page and the metrics that counted all this.
     let health = client.get(server.at("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    let ready: Value = client
-        .get(server.at("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = server.get_json("/readyz").await;
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["fusion_source"], "default");
     assert_eq!(ready["prompts"], 120);
@@ -302,14 +299,7 @@ async fn the_index_tuned_fusion_is_served_and_reported() {
     save_fusion(&index, &stored).unwrap();
     let server = Server::start(&index, &[]).await;
     let client = reqwest::Client::new();
-    let ready: Value = client
-        .get(server.at("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = server.get_json("/readyz").await;
     assert_eq!(ready["fusion_source"], "index-file");
     assert_eq!(ready["k"], 7);
     assert_eq!(ready["fusion"]["aggregation"]["kind"], "softmax");
@@ -317,18 +307,7 @@ async fn the_index_tuned_fusion_is_served_and_reported() {
     let answer = post_file(&client, &server.at("/v1/predict"), &image).await;
     assert_eq!(answer.status(), 200);
     let body: Value = answer.json().await.unwrap();
-    let args = [
-        "predict".to_owned(),
-        "--index".into(),
-        s(&index),
-        "--clip".into(),
-        s(&clip_dir()),
-        "--sentence".into(),
-        s(&minilm_dir()),
-        s(&image),
-    ];
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let cli: Value = serde_json::from_str(img2prompt_ok(home(), &refs).trim()).unwrap();
+    let cli = cli_predict_on(&index, std::slice::from_ref(&image), &[]).remove(0);
     assert_eq!(cli["neighbors"].as_array().unwrap().len(), 7);
     assert_same_prediction(&body, &cli, None);
     // The shared index has no fusion.json: the paper's k 100 there.
