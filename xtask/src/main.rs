@@ -7,6 +7,7 @@ mod checkpoint;
 mod fixtures;
 mod plot;
 mod train_world_clip;
+mod world_renders;
 
 use clap::{Parser, Subcommand};
 
@@ -16,6 +17,9 @@ Fixture generators (run by hand, see each header for the exact command):
   xtask/fixtures/minilm.py      sentence-transformers all-MiniLM-L6-v2 parity fixtures
   xtask/fixtures/clip.py        HF transformers CLIP parity fixtures
   xtask/fixtures/world_clip.py  HF transformers parity fixture of the shipped world CLIP
+  xtask/fixtures/captioner.py   PyTorch parity fixture of image-captioner (a tiny random model)
+Training the shipped world captioner (PyTorch; needs `cargo xtask world-renders` first):
+  xtask/captioner/train_world.py
 Python benchmark counterparts:
   xtask/bench/minilm_python.py, xtask/bench/knn_faiss_python.py";
 
@@ -33,6 +37,9 @@ enum Task {
     TrainWorldClip(train_world_clip::TrainOptions),
     /// Render the world-CLIP parity inputs (PNGs + prompts) for xtask/fixtures/world_clip.py.
     WorldClipFixtures(fixtures::FixtureOptions),
+    /// Render the world captioner's training and evaluation images as raw RGB
+    /// (for xtask/captioner/train_world.py).
+    WorldRenders(world_renders::RenderOptions),
 }
 
 fn main() {
@@ -48,6 +55,7 @@ fn main() {
         }
         Some(Task::TrainWorldClip(opts)) => train_world_clip::run(opts, &command_line),
         Some(Task::WorldClipFixtures(opts)) => fixtures::run(opts),
+        Some(Task::WorldRenders(opts)) => world_renders::run(opts),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e}");

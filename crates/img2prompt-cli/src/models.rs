@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use img2prompt::index_models::IndexModel;
 use img2prompt::{IndexModels, KnownModel, ModelCache, ResolveModel, Result};
-use img2prompt_world::shipped::{WORLD_CLIP, world_clip_dir};
+use img2prompt_world::shipped::{WORLD_CAPTIONER, WORLD_CLIP, world_captioner_dir, world_clip_dir};
 
 /// The model cache as the command line uses it.
 pub struct Models {
@@ -27,13 +27,16 @@ impl Models {
         &self.cache
     }
 
-    /// A directory as is; the shipped world CLIP; a cached model; or a known model fetched now.
+    /// A directory as is; the shipped world CLIP or captioner; a cached model; or a known model fetched now.
     pub fn resolve(&self, name: &str) -> Result<PathBuf> {
         if Path::new(name).is_dir() {
             return Ok(PathBuf::from(name));
         }
         if name == WORLD_CLIP {
             return world_clip_dir(&self.cache);
+        }
+        if name == WORLD_CAPTIONER {
+            return world_captioner_dir(&self.cache);
         }
         match self.cache.resolve(name) {
             Ok(dir) => Ok(dir),

@@ -36,7 +36,8 @@ fn tiny_demo_report_agrees_with_eval_and_predict() {
         "KNN, k = 200",
         "fused, paper",
         "fused, tuned",
-        "text score",
+        "text score, predict's default (caption)",
+        "text score, index prompt nearest the prediction",
     ] {
         assert!(table.contains(row), "{row} missing from\n{table}");
     }
@@ -46,20 +47,27 @@ fn tiny_demo_report_agrees_with_eval_and_predict() {
     assert!(sheet.width() > 200 && sheet.height() > 200);
     let n_test = report["n_test"].as_u64().unwrap() as usize;
     assert_eq!(n_test, 100);
-    // The default text (the index prompt nearest the prediction) beats the best neighbour's.
+    // The default text is the shipped captioner's, and it beats every pick from the corpus:
+    // the index prompt nearest the prediction, which itself beats the best neighbour's.
+    assert!(out.join("index/captioner/model.safetensors").is_file());
     for split in ["test", "cross_domain"] {
+        assert_eq!(report[split]["text_mode"], "caption", "{split}");
         assert!(
             report[split]["text_score_nearest_neighbour"]
                 .as_f64()
                 .unwrap()
                 > 0.0
         );
-        let nearest = report[split]["text_score"].as_f64().unwrap();
+        let caption = report[split]["text_score"].as_f64().unwrap();
+        let nearest = report[split]["text_score_nearest_in_index"]
+            .as_f64()
+            .unwrap();
         let best = report[split]["text_score_best_neighbour"].as_f64().unwrap();
         assert!(
-            nearest > best,
-            "{split}: nearest {nearest} vs best neighbour {best}"
+            caption > nearest && nearest > best,
+            "{split}: caption {caption}, nearest in index {nearest}, best neighbour {best}"
         );
+        assert!(report[split]["text_seconds_per_image"].as_f64().unwrap() > 0.0);
     }
 
     // eval over the exported test pairs recomputes the report's test rows.
@@ -95,6 +103,12 @@ fn tiny_demo_report_agrees_with_eval_and_predict() {
         "fused at 0.6",
     );
     close(&report["text_score"], &eval["text_score"], "text score");
+    assert_eq!(eval["text_mode"], "caption");
+    close(
+        &report["test"]["text_score_nearest_in_index"],
+        &eval["text_scores"]["nearest-in-index"],
+        "nearest-in-index text score",
+    );
     // The demo keeps its tuned setting in the index; eval's text rows and predict use it.
     let stored = img2prompt::tuned_fusion::load_fusion(out.join("index"))
         .unwrap()
@@ -156,5 +170,42 @@ fn tiny_demo_report_agrees_with_eval_and_predict() {
     assert!(
         (mean - reported).abs() < 1e-4,
         "predict {mean} vs report {reported}"
+    );
+    // predict's texts are the captions the report scored; --text picks from the corpus again.
+    let text_score = |predicted: &[serde_json::Value]| {
+        let texts: Vec<&str> = predicted
+            .iter()
+            .map(|p| p["prompt"].as_str().unwrap())
+            .collect();
+        let embedded = sentence.embed_texts(&texts).unwrap();
+        (0..texts.len())
+            .map(|i| {
+                cosine(
+                    &embedded[i * 384..(i + 1) * 384],
+                    &truth[i * 384..(i + 1) * 384],
+                )
+            })
+            .sum::<f64>()
+            / texts.len() as f64
+    };
+    let caption = text_score(&predicted);
+    let reported = report["text_score"].as_f64().unwrap();
+    assert!(
+        (caption - reported).abs() < 1e-4,
+        "predict's captions {caption} vs report {reported}"
+    );
+    let mut picked_args = refs.clone();
+    picked_args.extend(["--text", "nearest-in-index"]);
+    let picked: Vec<serde_json::Value> = common::img2prompt_ok(home.path(), &picked_args)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let nearest = text_score(&picked);
+    let reported = report["test"]["text_score_nearest_in_index"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (nearest - reported).abs() < 1e-4,
+        "predict --text nearest-in-index {nearest} vs report {reported}"
     );
 }

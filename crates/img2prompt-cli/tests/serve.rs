@@ -269,8 +269,9 @@ fn png(w: u32, h: u32) -> Vec<u8> {
     out.into_inner()
 }
 
-/// A copy of the small index with a KNN-only fusion.json (k 7, softmax): the server uses it
-/// without flags, says so in /readyz, and answers as `predict` does on the same copy.
+/// A copy of the small index with a KNN-only fusion.json (k 7, softmax) and a captioner (the
+/// tiny random one of image-captioner's fixture): the server uses both without flags, says so
+/// in /readyz, and answers as `predict` does on the same copy, with the captioner's text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_index_tuned_fusion_is_served_and_reported() {
     use img2prompt::prompt_fusion::{Aggregation, BlendWeights, FusionConfig};
@@ -297,10 +298,14 @@ async fn the_index_tuned_fusion_is_served_and_reported() {
         head_xxh3: None,
     };
     save_fusion(&index, &stored).unwrap();
+    let tiny_captioner =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../image-captioner/tests/fixtures/tiny");
+    img2prompt::caption::install_captioner(&tiny_captioner, &index).unwrap();
     let server = Server::start(&index, &[]).await;
     let client = reqwest::Client::new();
     let ready = server.get_json("/readyz").await;
     assert_eq!(ready["fusion_source"], "index-file");
+    assert_eq!(ready["text"], "caption");
     assert_eq!(ready["k"], 7);
     assert_eq!(ready["fusion"]["aggregation"]["kind"], "softmax");
     let image = images().remove(0);
@@ -310,6 +315,23 @@ async fn the_index_tuned_fusion_is_served_and_reported() {
     let cli = cli_predict_on(&index, std::slice::from_ref(&image), &[]).remove(0);
     assert_eq!(cli["neighbors"].as_array().unwrap().len(), 7);
     assert_same_prediction(&body, &cli, None);
+    let decoded = img2prompt::decode_image_file(&image).unwrap();
+    let captioner = img2prompt::caption::ModelCaptioner::load(
+        index.join(img2prompt::caption::CAPTIONER_DIR),
+        &Default::default(),
+    )
+    .unwrap();
+    use img2prompt::ImageCaptioner;
+    assert_eq!(body["prompt"], captioner.caption(&[decoded]).unwrap()[0]);
+    // --text picks from the corpus again, with the same neighbours.
+    let picked = cli_predict_on(
+        &index,
+        std::slice::from_ref(&image),
+        &["--text", "nearest-in-index"],
+    )
+    .remove(0);
+    assert_ne!(picked["prompt"], body["prompt"]);
+    assert_eq!(picked["neighbors"], cli["neighbors"]);
     // The shared index has no fusion.json: the paper's k 100 there.
     let paper = cli_predict(std::slice::from_ref(&image), &[]);
     assert_ne!(paper[0]["neighbors"].as_array().unwrap().len(), 7);

@@ -10,12 +10,13 @@ use std::time::Instant;
 
 use img2prompt::builder::{BuildObserver, IndexBuilder};
 use img2prompt::burn::tensor::Device;
+use img2prompt::caption::{CAPTIONER_DIR, ModelCaptioner, install_captioner};
 use img2prompt::components::{
-    ClipImageEmbedder, ClipTextEmbedder, Hit, ImageEmbedder, IndexSearch, SentenceTextEmbedder,
-    TextEmbedder,
+    ClipImageEmbedder, ClipTextEmbedder, Hit, ImageCaptioner, ImageEmbedder, IndexSearch,
+    SentenceTextEmbedder, TextEmbedder,
 };
 use img2prompt::compose::{PromptChoice, pick_prompts};
-use img2prompt::eval::{EvalOptions, EvalReport, EvalSet};
+use img2prompt::eval::{EvalOptions, EvalReport, EvalSet, OutputTexts};
 use img2prompt::head::{
     ClipHead, HeadTrainConfig, HeadTraining, PairTrainOptions, image_cache_path,
     train_head_from_pairs, train_head_on_index,
@@ -50,6 +51,10 @@ pub struct DemoOptions {
     pub clip: PathBuf,
     /// The sentence model (all-MiniLM-L6-v2).
     pub sentence: PathBuf,
+    /// A captioner directory to keep in the index (`index/captioner`), which then writes
+    /// `predict`'s prompt text (the shipped world captioner by default); `None`: no captioner,
+    /// and any left by an earlier run is removed.
+    pub captioner: Option<PathBuf>,
     /// Where the models run.
     pub device: Device,
     /// Texts / images per encoder batch.
@@ -119,11 +124,21 @@ pub struct SplitScores {
     pub fused_tuned: TunedScore,
     /// Fused at k = 100 per KNN share.
     pub fused_by_weight: BTreeMap<String, f64>,
-    /// Cosine of the output prompt text's own sentence embedding: `predict`'s default text, the
-    /// prompt nearest the prediction in the whole index (the validation-tuned prediction, which
-    /// the demo keeps in the index's fusion.json for `predict`; the paper's blend before
-    /// 2026-12-07).
+    /// Cosine of the output prompt text's own sentence embedding: `predict`'s default text
+    /// (`text_mode`): the captioner's text when the index keeps one, else the prompt nearest the
+    /// prediction in the whole index (the validation-tuned prediction, which the demo keeps in
+    /// the index's fusion.json for `predict`).
     pub text_score: f64,
+    /// How `predict`'s default text is written: `caption` or `nearest-in-index`.
+    #[serde(default)]
+    pub text_mode: String,
+    /// Seconds per image that writing the default text took (the pick alone, or captioning).
+    #[serde(default)]
+    pub text_seconds_per_image: f64,
+    /// The text score of the prompt nearest the prediction in the whole index (the default
+    /// text without a captioner).
+    #[serde(default)]
+    pub text_score_nearest_in_index: f64,
     /// The same for the neighbour nearest the prediction (the default text before).
     #[serde(default)]
     pub text_score_nearest_neighbour: f64,
@@ -212,10 +227,18 @@ impl DemoReport {
         );
         row(
             &mut s,
-            "text score, predict's default (nearest in index)",
+            &format!("text score, predict's default ({})", t.text_mode),
             t.text_score,
             c.text_score,
         );
+        if t.text_mode != PromptChoice::NearestInIndex.name() {
+            row(
+                &mut s,
+                "text score, index prompt nearest the prediction",
+                t.text_score_nearest_in_index,
+                c.text_score_nearest_in_index,
+            );
+        }
         row(
             &mut s,
             "text score, neighbour nearest the prediction",
@@ -380,6 +403,26 @@ pub fn run_demo(
     seconds.insert("head".to_string(), t.elapsed().as_secs_f64());
     let search = IndexSearch::new(index);
 
+    // The captioner `predict` writes its text with, kept in the index.
+    let captioner = match &options.captioner {
+        Some(dir) => {
+            let installed = install_captioner(dir, &index_dir)?;
+            log(&format!(
+                "captioner: {} kept in {}",
+                dir.display(),
+                installed.display()
+            ));
+            Some(ModelCaptioner::load(&installed, &options.device)?)
+        }
+        None => {
+            let stale = index_dir.join(CAPTIONER_DIR);
+            if stale.exists() {
+                std::fs::remove_dir_all(&stale).map_err(|e| Error::io(&stale, e))?;
+            }
+            None
+        }
+    };
+
     // Online: the three evaluation splits.
     let t = Instant::now();
     let k_max = EvalOptions::default().max_k();
@@ -417,10 +460,31 @@ pub fn run_demo(
         tuning.best.mean_cosine
     ));
     let (test_set, test_top1, test_images, test_queries) = gather(&world.test)?;
-    let (cross_set, cross_top1, _, cross_queries) = gather(&world.cross_domain)?;
-    let validation = split_scores(&val_set, &search, &best, val_top1)?;
-    let test = split_scores(&test_set, &search, &best, test_top1)?;
-    let cross_domain = split_scores(&cross_set, &search, &best, cross_top1)?;
+    let (cross_set, cross_top1, cross_images, cross_queries) = gather(&world.cross_domain)?;
+    let (test_captions, cross_captions) = match &captioner {
+        None => (None, None),
+        Some(captioner) => (
+            Some(Captions::write(captioner, &test_images, &sentence)?),
+            Some(Captions::write(captioner, &cross_images, &sentence)?),
+        ),
+    };
+    if let (Some(t), Some(c)) = (&test_captions, &cross_captions) {
+        log(&format!(
+            "captions: {} test and {} cross-domain images, {:.1} ms per image",
+            t.texts.len(),
+            c.texts.len(),
+            t.seconds_per_image * 1000.0
+        ));
+    }
+    let validation = split_scores(&val_set, &search, &best, val_top1, None)?;
+    let test = split_scores(&test_set, &search, &best, test_top1, test_captions.as_ref())?;
+    let cross_domain = split_scores(
+        &cross_set,
+        &search,
+        &best,
+        cross_top1,
+        cross_captions.as_ref(),
+    )?;
     seconds.insert("evaluate".to_string(), t.elapsed().as_secs_f64());
 
     // Optional: the head trained on rendered image-prompt pairs, evaluated in the same sets.
@@ -479,9 +543,15 @@ pub fn run_demo(
                 n_pairs: pairs.n,
                 images_encoded: report.images_encoded,
                 images_cached: report.images_cached,
-                test: split_scores(&test_p, &search, &best_p, test_top1)?,
-                cross_domain: split_scores(&cross_p, &search, &best_p, cross_top1)?,
-                validation: split_scores(&val_p, &search, &best_p, val_top1)?,
+                test: split_scores(&test_p, &search, &best_p, test_top1, test_captions.as_ref())?,
+                cross_domain: split_scores(
+                    &cross_p,
+                    &search,
+                    &best_p,
+                    cross_top1,
+                    cross_captions.as_ref(),
+                )?,
+                validation: split_scores(&val_p, &search, &best_p, val_top1, None)?,
             })
         }
     };
@@ -501,21 +571,35 @@ pub fn run_demo(
         .unzip();
     let mut texts =
         pick_prompts(PromptChoice::default(), &with_fused, &neighbours, &search)?.into_iter();
+    // Each picture shows the text `predict` prints and that text's own score against the truth.
+    let target_dim = test_queries.first().map_or(1, |q| q.truth.len());
+    let mut captions = test_captions
+        .as_ref()
+        .map(|c| c.texts.iter().zip(c.embeddings.chunks_exact(target_dim)));
     let entries: Vec<SheetEntry> = test_images
         .into_iter()
         .zip(&world.test)
         .zip(&fused)
         .zip(&test_queries)
-        .map(|(((image, scene), fused), q)| SheetEntry {
-            image,
-            truth: scene.prompt(),
-            score: fused
-                .as_ref()
-                .and_then(|f| prompt_fusion::cosine(f, q.truth).ok()),
-            predicted: match fused {
-                Some(_) => texts.next().flatten().map(|h| h.prompt).unwrap_or_default(),
-                None => String::new(),
-            },
+        .map(|(((image, scene), fused), q)| {
+            let (predicted, embedding) = match (fused, captions.as_mut()) {
+                (_, Some(captions)) => captions
+                    .next()
+                    .map(|(text, e)| (text.clone(), Some(e.to_vec())))
+                    .unwrap_or_default(),
+                (Some(_), None) => texts
+                    .next()
+                    .flatten()
+                    .map(|h| (h.prompt, Some(h.target)))
+                    .unwrap_or_default(),
+                (None, None) => (String::new(), None),
+            };
+            SheetEntry {
+                image,
+                truth: scene.prompt(),
+                score: embedding.and_then(|e| prompt_fusion::cosine(&e, q.truth).ok()),
+                predicted,
+            }
         })
         .collect();
     let sheet = contact_sheet(&entries, 4);
@@ -607,18 +691,59 @@ fn aggregation_name(a: Aggregation) -> String {
     }
 }
 
+/// The captioner's texts for one split, with their sentence embeddings.
+struct Captions {
+    texts: Vec<String>,
+    embeddings: Vec<f32>,
+    seconds_per_image: f64,
+}
+
+impl Captions {
+    /// Captions `images` (timed) and embeds the texts with `sentence` (not timed).
+    fn write(
+        captioner: &ModelCaptioner,
+        images: &[image::RgbImage],
+        sentence: &SentenceTextEmbedder,
+    ) -> Result<Self> {
+        let dynamic: Vec<image::DynamicImage> = images
+            .iter()
+            .cloned()
+            .map(image::DynamicImage::ImageRgb8)
+            .collect();
+        let start = Instant::now();
+        let texts = captioner.caption(&dynamic)?;
+        let seconds_per_image = start.elapsed().as_secs_f64() / images.len().max(1) as f64;
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let embeddings = sentence.embed_texts(&refs)?;
+        Ok(Self {
+            texts,
+            embeddings,
+            seconds_per_image,
+        })
+    }
+}
+
 fn split_scores(
     set: &EvalSet,
     search: &IndexSearch,
     tuned: &FusionConfig,
     retrieval_top1: f64,
+    captions: Option<&Captions>,
 ) -> Result<SplitScores> {
     // The texts aim at the tuned prediction, as `predict`'s do with the index's fusion.json.
     let options = EvalOptions {
         text_fusion: Some(*tuned),
         ..EvalOptions::default()
     };
-    let report: EvalReport = set.report(&options, None, search)?;
+    let captioned: Vec<OutputTexts<'_>> = captions
+        .map(|c| OutputTexts {
+            mode: "caption",
+            embeddings: &c.embeddings,
+            seconds_per_image: c.seconds_per_image,
+        })
+        .into_iter()
+        .collect();
+    let report: EvalReport = set.report(&options, &captioned, search)?;
     let paper = FusionConfig::default();
     Ok(SplitScores {
         clip_head: report.clip_head.unwrap_or(f64::NAN),
@@ -632,6 +757,17 @@ fn split_scores(
         },
         fused_by_weight: report.fused,
         text_score: report.text_score,
+        text_seconds_per_image: report
+            .text_seconds_per_image
+            .get(&report.text_mode)
+            .copied()
+            .unwrap_or(f64::NAN),
+        text_mode: report.text_mode,
+        text_score_nearest_in_index: report
+            .text_scores
+            .get(PromptChoice::NearestInIndex.name())
+            .copied()
+            .unwrap_or(f64::NAN),
         text_score_nearest_neighbour: report
             .text_scores
             .get(PromptChoice::NearestToPrediction.name())

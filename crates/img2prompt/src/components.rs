@@ -41,6 +41,13 @@ pub trait TextEmbedder: Send + Sync {
     fn embed_texts(&self, texts: &[&str]) -> Result<Vec<f32>>;
 }
 
+/// Writes a prompt text for each image directly (a captioner trained on image-prompt pairs),
+/// instead of choosing one of the index's prompts.
+pub trait ImageCaptioner: Send + Sync {
+    /// One text per image, in order.
+    fn caption(&self, images: &[DynamicImage]) -> Result<Vec<String>>;
+}
+
 /// One neighbour found by a [`NeighbourSearch`]: a corpus prompt, its similarity to the query
 /// and its sentence-space target vector.
 #[derive(Clone, Debug, PartialEq)]

@@ -82,6 +82,9 @@ pub enum Error {
     /// The CLIP encoder failed to load or run.
     #[error(transparent)]
     Clip(#[from] clip_encoder::Error),
+    /// The image captioner failed to load or run.
+    #[error(transparent)]
+    Captioner(#[from] image_captioner::Error),
     /// The backend failed to compute or read back a result.
     #[error("backend error: {0}")]
     Backend(String),

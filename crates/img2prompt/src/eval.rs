@@ -201,6 +201,18 @@ impl EvalOptions {
     }
 }
 
+/// Output texts that are not a corpus prompt (composed or captioned), as their sentence
+/// embeddings, for [`EvalSet::report`].
+#[derive(Clone, Copy, Debug)]
+pub struct OutputTexts<'a> {
+    /// The text mode's name in the table (`compose`, `caption`).
+    pub mode: &'a str,
+    /// The texts' sentence embeddings, flat, one target-wide row per query.
+    pub embeddings: &'a [f32],
+    /// Seconds per image spent writing the texts (their embedding for scoring excluded).
+    pub seconds_per_image: f64,
+}
+
 /// The evaluation table, serialisable as `eval --json` writes it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
@@ -223,6 +235,10 @@ pub struct EvalReport {
     /// [`PromptChoice`] by name, aimed at `text_fusion`'s prediction, and `compose` when given).
     #[serde(default)]
     pub text_scores: BTreeMap<String, f64>,
+    /// Seconds per image each text mode took to write its texts (picks: the pick alone, the
+    /// prediction excluded; captions: the captioner; compose: the composition).
+    #[serde(default)]
+    pub text_seconds_per_image: BTreeMap<String, f64>,
     /// The fusion whose prediction the picked texts aim at ([`EvalOptions::text_fusion`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_fusion: Option<FusionConfig>,
@@ -271,8 +287,13 @@ impl EvalReport {
         }
         for (mode, score) in &self.text_scores {
             let default = if *mode == self.text_mode { " *" } else { "" };
+            let cost = self
+                .text_seconds_per_image
+                .get(mode)
+                .map(|s| format!("  ({:.1} ms/image)", s * 1000.0))
+                .unwrap_or_default();
             out += &format!(
-                "{:<28} {:>5} {:>6} {:>12.4}\n",
+                "{:<28} {:>5} {:>6} {:>12.4}{cost}\n",
                 format!("text score ({mode}){default}"),
                 "-",
                 "-",
@@ -382,15 +403,16 @@ impl EvalSet {
         Ok(evaluate(&self.queries(), config)?)
     }
 
-    /// The table. `texts` are the output prompts' own sentence embeddings (flat) when they are
-    /// not a neighbour's prompt (e.g. composed prompts); every [`PromptChoice`] is scored too,
-    /// by the picked neighbour's stored target, which *is* its prompt's sentence embedding.
+    /// The table. `texts` are output prompts that are not a corpus prompt (composed, captioned),
+    /// scored by their own sentence embeddings; the first of them is the text `predict` prints
+    /// (without any, the default [`PromptChoice`]'s). Every [`PromptChoice`] is scored too, by
+    /// the picked prompt's stored target, which *is* its prompt's sentence embedding.
     /// `search` is the one the set was gathered from: [`PromptChoice::NearestInIndex`] scans
     /// its targets.
     pub fn report(
         &self,
         options: &EvalOptions,
-        texts: Option<&[f32]>,
+        texts: &[OutputTexts<'_>],
         search: &dyn NeighbourSearch,
     ) -> Result<EvalReport> {
         let queries = self.queries();
@@ -440,7 +462,9 @@ impl EvalSet {
             .map(|hits| &hits[..hits.len().min(text_fusion.k)])
             .collect();
         let mut text_scores = BTreeMap::new();
+        let mut text_seconds_per_image = BTreeMap::new();
         for choice in PromptChoice::ALL {
+            let start = std::time::Instant::now();
             let picked = pick_prompts(choice, &predictions, &neighbours, search)?
                 .into_iter()
                 .map(|hit| {
@@ -448,21 +472,25 @@ impl EvalSet {
                         .ok_or(prompt_fusion::FusionError::NoNeighbours)
                 })
                 .collect::<std::result::Result<Vec<_>, _>>()?;
+            text_seconds_per_image.insert(
+                choice.name().to_string(),
+                start.elapsed().as_secs_f64() / self.len().max(1) as f64,
+            );
             text_scores.insert(
                 choice.name().to_string(),
                 mean_cosine(picked.iter().map(Vec::as_slice), &self.truths)?,
             );
         }
-        let default = PromptChoice::default().name();
-        let (text_score, text_mode) = match texts {
-            Some(flat) => {
-                let td = self.truths.first().map_or(1, Vec::len);
-                let score = mean_cosine(flat.chunks_exact(td), &self.truths)?;
-                text_scores.insert("compose".to_string(), score);
-                (score, "compose")
-            }
-            None => (text_scores.get(default).copied().unwrap_or(0.0), default),
-        };
+        let td = self.truths.first().map_or(1, Vec::len);
+        for t in texts {
+            let score = mean_cosine(t.embeddings.chunks_exact(td), &self.truths)?;
+            text_scores.insert(t.mode.to_string(), score);
+            text_seconds_per_image.insert(t.mode.to_string(), t.seconds_per_image);
+        }
+        let text_mode = texts
+            .first()
+            .map_or(PromptChoice::default().name(), |t| t.mode);
+        let text_score = text_scores.get(text_mode).copied().unwrap_or(0.0);
         Ok(EvalReport {
             n: self.len(),
             clip_head,
@@ -472,6 +500,7 @@ impl EvalSet {
             text_score,
             text_mode: text_mode.to_string(),
             text_scores,
+            text_seconds_per_image,
             text_fusion: Some(text_fusion),
             text_fusion_score: Some(evaluate(&queries, &text_fusion)?),
             head_training: None,
@@ -578,7 +607,7 @@ mod tests {
             fused_k: 2,
             ..EvalOptions::default()
         };
-        let r = set.report(&options, None, &search).unwrap();
+        let r = set.report(&options, &[], &search).unwrap();
         assert!((r.knn[&1] - 1.0).abs() < 1e-6);
         // k = 2: weights 0.75 / 0.25 -> [3, 1] / sqrt(10).
         let knn2 = 3.0 / 10f64.sqrt();
@@ -601,10 +630,29 @@ mod tests {
         assert_eq!(r.text_score, r.text_scores["nearest-in-index"]);
         assert!(r.table().contains("CLIP head only"));
         assert!(r.table().contains("text score (nearest-in-index) *"));
-        let composed = set.report(&options, Some(&[0.0, 1.0]), &search).unwrap();
-        assert!(composed.text_score.abs() < 1e-6);
-        assert_eq!(composed.text_mode, "compose");
-        assert_eq!(composed.text_scores.len(), 4);
+        let composed = OutputTexts {
+            mode: "compose",
+            embeddings: &[0.0, 1.0],
+            seconds_per_image: 0.5,
+        };
+        let captioned = OutputTexts {
+            mode: "caption",
+            embeddings: &[0.6, 0.8],
+            ..composed
+        };
+        let r2 = set
+            .report(&options, &[composed, captioned], &search)
+            .unwrap();
+        assert!(r2.text_score.abs() < 1e-6);
+        assert_eq!(r2.text_mode, "compose");
+        assert_eq!(r2.text_scores.len(), 5);
+        assert!((r2.text_scores["caption"] - 0.6).abs() < 1e-6);
+        assert_eq!(r2.text_seconds_per_image["caption"], 0.5);
+        assert!(r2.table().contains("text score (caption)"));
+        assert!(r2.table().contains("(500.0 ms/image)"));
+        let r3 = set.report(&options, &[captioned], &search).unwrap();
+        assert_eq!(r3.text_mode, "caption");
+        assert!((r3.text_score - 0.6).abs() < 1e-6);
     }
 
     #[test]

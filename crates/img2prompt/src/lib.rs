@@ -29,6 +29,7 @@ pub mod backend;
 pub mod builder;
 #[cfg(feature = "cache")]
 pub mod cache;
+pub mod caption;
 pub mod checkpoint;
 pub mod components;
 pub mod compose;
@@ -48,8 +49,8 @@ pub use builder::{BuildObserver, BuildProgress, BuildReport, IndexBuilder};
 pub use cache::{Fetched, KNOWN_MODELS, KnownModel, ModelCache};
 pub use checkpoint::{ModelKind, model_kind};
 pub use components::{
-    ClipImageEmbedder, ClipTextEmbedder, EmbeddingHead, Fusion, FusionOutput, Hit, ImageEmbedder,
-    IndexSearch, NeighbourSearch, SentenceTextEmbedder, TextEmbedder,
+    ClipImageEmbedder, ClipTextEmbedder, EmbeddingHead, Fusion, FusionOutput, Hit, ImageCaptioner,
+    ImageEmbedder, IndexSearch, NeighbourSearch, SentenceTextEmbedder, TextEmbedder,
 };
 pub use error::{Error, Result};
 pub use index_models::{IndexModels, ResolveModel};
@@ -60,6 +61,7 @@ pub use predictor::{OpenOptions, PredictedNeighbour, Prediction, Predictor, Pred
 pub use burn;
 pub use clip_encoder;
 pub use image;
+pub use image_captioner;
 pub use knn_index;
 pub use prompt_fusion;
 pub use sentence_encoder;

@@ -16,9 +16,10 @@ use image::DynamicImage;
 use prompt_fusion::FusionConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::caption::{ModelCaptioner, index_captioner_dir};
 use crate::components::{
-    ClipImageEmbedder, EmbeddingHead, Fusion, Hit, ImageEmbedder, IndexSearch, NeighbourSearch,
-    SentenceTextEmbedder, TextEmbedder,
+    ClipImageEmbedder, EmbeddingHead, Fusion, Hit, ImageCaptioner, ImageEmbedder, IndexSearch,
+    NeighbourSearch, SentenceTextEmbedder, TextEmbedder,
 };
 use crate::compose::{ComposeOptions, PromptChoice, compose_prompt, pick_prompts};
 use crate::error::{Error, Result};
@@ -40,8 +41,10 @@ pub struct OpenOptions {
     /// prompt (needs the sentence model in [`IndexModels`]).
     pub compose: Option<ComposeOptions>,
     /// Which neighbour's prompt is the text when not composing (default: the one nearest the
-    /// fused prediction).
+    /// fused prediction), and, when the index holds no captioner or `no_captioner` is set.
     pub prompt: PromptChoice,
+    /// Ignore the index's `captioner/` even when present: the text is then picked by `prompt`.
+    pub no_captioner: bool,
 }
 
 impl OpenOptions {
@@ -68,6 +71,12 @@ impl OpenOptions {
         self.prompt = prompt;
         self
     }
+
+    /// These options ignoring the index's captioner (`true`) or using it when present.
+    pub fn with_no_captioner(mut self, no_captioner: bool) -> Self {
+        self.no_captioner = no_captioner;
+        self
+    }
 }
 
 /// One neighbour as reported with a prediction.
@@ -92,8 +101,9 @@ pub struct Prediction {
     pub head: Option<Vec<f32>>,
     /// The neighbours searched (the fusion's `k`), best first, with the weights used.
     pub neighbours: Vec<PredictedNeighbour>,
-    /// The prompt text: a corpus prompt picked by the predictor's [`PromptChoice`] (by default
-    /// the one nearest `embedding` in the whole index), or the composed prompt with composing on.
+    /// The prompt text: the captioner's text when the predictor has one (and images were
+    /// given), the composed prompt with composing on, else a corpus prompt picked by the
+    /// predictor's [`PromptChoice`] (by default the one nearest `embedding` in the whole index).
     pub prompt: String,
 }
 
@@ -115,6 +125,7 @@ pub struct Predictor {
     head: Option<Arc<dyn EmbeddingHead>>,
     fusion: Arc<dyn Fusion>,
     prompt_text: PromptText,
+    captioner: Option<Arc<dyn ImageCaptioner>>,
 }
 
 /// Builds a [`Predictor`]; see [`Predictor::builder`].
@@ -126,6 +137,7 @@ pub struct PredictorBuilder {
     fusion: Option<Arc<dyn Fusion>>,
     compose: Option<(Arc<dyn TextEmbedder>, ComposeOptions)>,
     prompt: PromptChoice,
+    captioner: Option<Arc<dyn ImageCaptioner>>,
 }
 
 impl PredictorBuilder {
@@ -188,6 +200,19 @@ impl PredictorBuilder {
         options: ComposeOptions,
     ) -> Self {
         self.compose = Some((Arc::new(sentence), options));
+        self
+    }
+
+    /// A captioner that writes the prompt text of each image (unless composing); the picked
+    /// text remains for [`Predictor::predict_embeddings`], which has no images.
+    pub fn captioner(mut self, captioner: impl ImageCaptioner + 'static) -> Self {
+        self.captioner = Some(Arc::new(captioner));
+        self
+    }
+
+    /// The captioner, shared.
+    pub fn captioner_shared(mut self, captioner: Arc<dyn ImageCaptioner>) -> Self {
+        self.captioner = Some(captioner);
         self
     }
 
@@ -254,6 +279,7 @@ impl PredictorBuilder {
             head: self.head,
             fusion,
             prompt_text,
+            captioner: self.captioner,
         })
     }
 }
@@ -297,6 +323,11 @@ impl Predictor {
         if with_head {
             builder = builder.head(ClipHead::load(index_dir, device)?);
         }
+        if !options.no_captioner
+            && let Some(dir) = index_captioner_dir(index_dir)
+        {
+            builder = builder.captioner(ModelCaptioner::load(dir, device)?);
+        }
         if let Some(compose) = options.compose {
             let sentence = models.sentence_dir("composing prompt texts")?;
             builder = builder.compose(SentenceTextEmbedder::load(sentence, device)?, compose);
@@ -329,6 +360,21 @@ impl Predictor {
         self.fusion.as_ref()
     }
 
+    /// The captioner, if any.
+    pub fn captioner(&self) -> Option<&dyn ImageCaptioner> {
+        self.captioner.as_deref()
+    }
+
+    /// How [`Predictor::predict_batch`] writes the prompt text: `compose`, `caption`, or the
+    /// [`PromptChoice`] name of the pick.
+    pub fn text_mode(&self) -> &'static str {
+        match (&self.prompt_text, &self.captioner) {
+            (PromptText::Compose(..), _) => "compose",
+            (PromptText::Pick(_), Some(_)) => "caption",
+            (PromptText::Pick(choice), None) => choice.name(),
+        }
+    }
+
     /// This predictor with another fusion (another `k` or blend for one request, say); the
     /// models, index and head are shared, not copied.
     pub fn with_fusion(&self, fusion: impl Fusion + 'static) -> Predictor {
@@ -351,7 +397,21 @@ impl Predictor {
             return Ok(Vec::new());
         }
         let queries = self.image.embed_images(images)?;
-        self.predict_embeddings(&queries)
+        let mut predictions = self.predict_embeddings(&queries)?;
+        if let (PromptText::Pick(_), Some(captioner)) = (&self.prompt_text, &self.captioner) {
+            let texts = captioner.caption(images)?;
+            if texts.len() != predictions.len() {
+                return Err(Error::Mismatch {
+                    what: "captions (one per image)".into(),
+                    expected: predictions.len().to_string(),
+                    found: texts.len().to_string(),
+                });
+            }
+            for (prediction, text) in predictions.iter_mut().zip(texts) {
+                prediction.prompt = text;
+            }
+        }
+        Ok(predictions)
     }
 
     /// Predicts from image embeddings computed elsewhere (flat row-major, `key_dim` wide).
@@ -581,6 +641,76 @@ mod tests {
         assert!((out[0].embedding[0] - 0.6 / n).abs() < 1e-6);
         assert!((out[0].embedding[1] - 0.4 / n).abs() < 1e-6);
         assert_eq!(out[0].head.as_deref(), Some(&[0.0, 1.0][..]));
+    }
+
+    /// Captions an image by its dominant channel; counts its calls.
+    struct ChannelCaptioner(std::sync::atomic::AtomicUsize);
+
+    impl ImageCaptioner for ChannelCaptioner {
+        fn caption(&self, images: &[DynamicImage]) -> Result<Vec<String>> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(images
+                .iter()
+                .map(|im| {
+                    let p = im.to_rgb8().get_pixel(0, 0).0;
+                    let channel = (0..3).max_by_key(|&c| p[c]).unwrap_or(0);
+                    format!("a {} square", ["red", "green", "blue"][channel])
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn a_captioner_writes_the_text_of_image_predictions_only() {
+        let captioner = Arc::new(ChannelCaptioner(Default::default()));
+        let p = Predictor::builder()
+            .image_encoder(mean_colour("mean-colour@0001"))
+            .index(colours())
+            .captioner_shared(captioner.clone())
+            .build()
+            .unwrap();
+        assert_eq!(p.text_mode(), "caption");
+        let images = [solid(0, 200, 10), solid(0, 0, 200)];
+        let out = p.predict_batch(&images).unwrap();
+        let texts: Vec<&str> = out.iter().map(|o| o.prompt.as_str()).collect();
+        assert_eq!(texts, ["a green square", "a blue square"]);
+        assert_eq!(captioner.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // The embedding is the fused one whatever writes the text.
+        let picked = Predictor::builder()
+            .image_encoder(mean_colour("mean-colour@0001"))
+            .index(colours())
+            .build()
+            .unwrap();
+        assert_eq!(picked.text_mode(), "nearest-in-index");
+        let without = picked.predict_batch(&images).unwrap();
+        assert_eq!(out[0].embedding, without[0].embedding);
+        assert_eq!(out[0].neighbours, without[0].neighbours);
+        // Without images there is nothing to caption: the picked text stays.
+        let queries = p.image_encoder().embed_images(&images).unwrap();
+        let from_embeddings = p.predict_embeddings(&queries).unwrap();
+        assert_eq!(from_embeddings[0].prompt, without[0].prompt);
+        assert_eq!(captioner.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// A captioner that returns one text too few.
+    struct ShortCaptioner;
+
+    impl ImageCaptioner for ShortCaptioner {
+        fn caption(&self, images: &[DynamicImage]) -> Result<Vec<String>> {
+            Ok(vec![String::new(); images.len().saturating_sub(1)])
+        }
+    }
+
+    #[test]
+    fn a_captioner_returning_too_few_texts_is_an_error() {
+        let p = Predictor::builder()
+            .image_encoder(mean_colour("mean-colour@0001"))
+            .index(colours())
+            .captioner(ShortCaptioner)
+            .build()
+            .unwrap();
+        let err = p.predict_batch(&[solid(9, 9, 9)]).unwrap_err();
+        assert!(err.to_string().contains("captions"), "{err}");
     }
 
     /// `Colours` that can also scan its whole table by target.

@@ -8,7 +8,7 @@ use img2prompt::Result;
 use img2prompt::head::{HeadKind, HeadTrainConfig};
 use img2prompt_world::WorldConfig;
 use img2prompt_world::demo::{DemoOptions, DemoPairs, run_demo};
-use img2prompt_world::shipped::WORLD_CLIP;
+use img2prompt_world::shipped::{WORLD_CAPTIONER, WORLD_CLIP};
 
 use super::RuntimeArgs;
 use super::head::HeadKindArg;
@@ -42,6 +42,13 @@ pub struct DemoArgs {
     /// Sentence model (directory or cache name).
     #[arg(long, default_value = "all-MiniLM-L6-v2")]
     pub sentence: String,
+    /// Captioner kept in the index to write `predict`'s prompt text (directory or cache name);
+    /// default: the shipped world captioner.
+    #[arg(long, default_value = WORLD_CAPTIONER)]
+    pub captioner: String,
+    /// Keep no captioner in the index: `predict` then picks the text from the corpus.
+    #[arg(long, conflicts_with = "captioner")]
+    pub no_captioner: bool,
     /// Head architecture.
     #[arg(long, value_enum, default_value_t = HeadKindArg::Linear)]
     pub head: HeadKindArg,
@@ -132,6 +139,11 @@ pub(crate) fn run(models: &Models, args: &DemoArgs) -> Result<()> {
         world,
         clip: models.resolve(&args.clip)?,
         sentence: models.resolve(&args.sentence)?,
+        captioner: if args.no_captioner {
+            None
+        } else {
+            Some(models.resolve(&args.captioner)?)
+        },
         device: args.runtime.backend.unwrap_or_default().device()?,
         batch: args.runtime.batch,
         head,

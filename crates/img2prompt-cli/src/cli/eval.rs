@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use clap::Args;
 use img2prompt::compose::{ComposeOptions, compose_prompt};
-use img2prompt::eval::{EvalOptions, EvalPair, EvalSet, read_pairs};
+use img2prompt::eval::{EvalOptions, EvalPair, EvalSet, OutputTexts, read_pairs};
 use img2prompt::prompt_fusion::{BlendWeights, FusionConfig, TuningGrid};
 use img2prompt::tuned_fusion::{FUSION_FILE, StoredFusion, head_fingerprint, save_fusion};
 use img2prompt::{Error, Predictor, Result, SentenceTextEmbedder, TextEmbedder};
@@ -57,12 +57,16 @@ pub(crate) fn run(models: &Models, args: &EvalArgs) -> Result<()> {
     let sentence = SentenceTextEmbedder::load(checkpoints.sentence_dir("evaluation")?, &device)?;
     let start = Instant::now();
     let mut queries = Vec::new();
+    let mut captions = Vec::new();
+    let mut caption_time = std::time::Duration::ZERO;
     for chunk in pairs.chunks(args.runtime.batch.max(1)) {
-        queries.extend(
-            predictor
-                .image_encoder()
-                .embed_images(&decode_pair_images(&args.pairs, chunk)?)?,
-        );
+        let images = decode_pair_images(&args.pairs, chunk)?;
+        queries.extend(predictor.image_encoder().embed_images(&images)?);
+        if let Some(captioner) = predictor.captioner() {
+            let start = Instant::now();
+            captions.extend(captioner.caption(&images)?);
+            caption_time += start.elapsed();
+        }
     }
     let prompts: Vec<&str> = pairs.iter().map(|p| p.prompt.as_str()).collect();
     let truths = sentence.embed_texts(&prompts)?;
@@ -78,7 +82,8 @@ pub(crate) fn run(models: &Models, args: &EvalArgs) -> Result<()> {
         predictor.head(),
         eval_options.max_k(),
     )?;
-    let texts = if args.compose {
+    let composed = if args.compose {
+        let start = Instant::now();
         let mut composed = Vec::with_capacity(set.len());
         let queries = set.queries();
         for (q, hits) in queries.iter().zip(&set.hits) {
@@ -94,12 +99,35 @@ pub(crate) fn run(models: &Models, args: &EvalArgs) -> Result<()> {
                 .text,
             );
         }
+        let seconds = start.elapsed().as_secs_f64() / set.len().max(1) as f64;
         let refs: Vec<&str> = composed.iter().map(String::as_str).collect();
-        Some(sentence.embed_texts(&refs)?)
+        Some((sentence.embed_texts(&refs)?, seconds))
     } else {
         None
     };
-    let mut report = set.report(&eval_options, texts.as_deref(), predictor.index())?;
+    let captioned = if captions.is_empty() {
+        None
+    } else {
+        let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
+        Some(sentence.embed_texts(&refs)?)
+    };
+    // The text `predict` prints comes first: composed when asked, else the caption.
+    let mut texts = Vec::new();
+    if let Some((embeddings, seconds_per_image)) = &composed {
+        texts.push(OutputTexts {
+            mode: "compose",
+            embeddings,
+            seconds_per_image: *seconds_per_image,
+        });
+    }
+    if let Some(embeddings) = &captioned {
+        texts.push(OutputTexts {
+            mode: "caption",
+            embeddings,
+            seconds_per_image: caption_time.as_secs_f64() / pairs.len().max(1) as f64,
+        });
+    }
+    let mut report = set.report(&eval_options, &texts, predictor.index())?;
     report.head_training = head_training(&args.index, &args.fusion)?;
     print!("{}", report.table());
     eprintln!("fusion for the texts: {}", source.describe());

@@ -122,11 +122,13 @@ pub struct FusionArgs {
     /// Ignore the index's head.safetensors (KNN prediction only).
     #[arg(long)]
     pub no_head: bool,
-    /// Which corpus prompt is the text: `nearest-in-index` (the prompt in the whole index whose
-    /// sentence embedding is closest to the prediction), `nearest` (the same among the k
-    /// neighbours) or `best-neighbour` (the neighbour whose key is closest to the image).
-    #[arg(long, default_value_t = PromptChoice::default())]
-    pub text: PromptChoice,
+    /// Pick the text from the corpus instead of captioning: `nearest-in-index` (the prompt in
+    /// the whole index whose sentence embedding is closest to the prediction), `nearest` (the
+    /// same among the k neighbours) or `best-neighbour` (the neighbour whose key is closest to
+    /// the image). Without --text the index's captioner writes the text when the index holds
+    /// one (INDEX/captioner), else `nearest-in-index` picks it.
+    #[arg(long)]
+    pub text: Option<PromptChoice>,
     /// CLIP checkpoint (directory or cache name); default: the one the index manifest names.
     #[arg(long)]
     pub clip: Option<String>,

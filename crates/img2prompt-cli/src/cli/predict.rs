@@ -106,11 +106,12 @@ pub(crate) fn run(models: &Models, args: &PredictArgs) -> Result<()> {
         .write_all(out.as_bytes())
         .map_err(|e| Error::io("<stdout>", e))?;
     eprintln!(
-        "predicted {} images in {:.2}s ({:.1} images/s; fusion {}: k {}, w_knn {}, w_clip {}, {}; \
-         load {:.2}s)",
+        "predicted {} images in {:.2}s ({:.1} images/s; text: {}; fusion {}: k {}, w_knn {}, \
+         w_clip {}, {}; load {:.2}s)",
         predictions.len(),
         elapsed.as_secs_f64(),
         predictions.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+        predictor.text_mode(),
         source.describe(),
         fusion.k,
         fusion.weights.knn,
@@ -156,7 +157,8 @@ impl FusionArgs {
             .with_fusion(fusion)
             .with_no_head(self.no_head)
             .with_compose(compose)
-            .with_prompt(self.text);
+            .with_prompt(self.text.unwrap_or_default())
+            .with_no_captioner(self.text.is_some());
         Ok((options, fusion, source))
     }
 

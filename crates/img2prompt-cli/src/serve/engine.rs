@@ -292,10 +292,14 @@ impl Worker {
         }
         if !decoded.is_empty() {
             metrics::histogram!("img2prompt_batch_size").record(decoded.len() as f64);
-            match self.embed_images(&decoded) {
-                Ok(rows) => {
-                    for (i, row) in slots.into_iter().zip(rows) {
-                        results[i] = Some(self.finish_image(&works[i], row));
+            match self
+                .embed_images(&decoded)
+                .and_then(|rows| Ok((rows, self.caption(&decoded, &slots, works)?)))
+            {
+                Ok((rows, mut captions)) => {
+                    for (j, (i, row)) in slots.into_iter().zip(rows).enumerate() {
+                        let caption = captions.as_mut().map(|c| std::mem::take(&mut c[j]));
+                        results[i] = Some(self.finish_image(&works[i], row, caption));
                     }
                 }
                 Err(e) => {
@@ -328,8 +332,42 @@ impl Worker {
         split_rows(&flat, images.len(), encoder.dim(), "image encoder")
     }
 
-    /// An image job's answer from its embedding.
-    fn finish_image(&self, work: &Work, row: Vec<f32>) -> Result<Output, JobError> {
+    /// The captioner's texts for `images` (one per image, `None` without a captioner or when
+    /// no job of the batch is a prediction).
+    fn caption(
+        &self,
+        images: &[DynamicImage],
+        slots: &[usize],
+        works: &[Work],
+    ) -> Result<Option<Vec<String>>, String> {
+        let Some(captioner) = self.models.predictor.captioner() else {
+            return Ok(None);
+        };
+        if self.models.predictor.text_mode() != "caption"
+            || !slots
+                .iter()
+                .any(|&i| matches!(works[i], Work::Predict { .. }))
+        {
+            return Ok(None);
+        }
+        let texts = captioner.caption(images).map_err(|e| e.to_string())?;
+        if texts.len() != images.len() {
+            return Err(format!(
+                "the captioner returned {} texts for {} images",
+                texts.len(),
+                images.len()
+            ));
+        }
+        Ok(Some(texts))
+    }
+
+    /// An image job's answer from its embedding (and its caption, the prompt text when given).
+    fn finish_image(
+        &self,
+        work: &Work,
+        row: Vec<f32>,
+        caption: Option<String>,
+    ) -> Result<Output, JobError> {
         match work {
             Work::Predict { k, .. } => {
                 let models = &self.models;
@@ -344,9 +382,13 @@ impl Worker {
                 let mut out = predictor
                     .predict_embeddings(&row)
                     .map_err(|e| JobError::Internal(e.to_string()))?;
-                out.pop()
-                    .map(Output::Prediction)
-                    .ok_or_else(|| JobError::Internal("no prediction returned".into()))
+                let mut prediction = out
+                    .pop()
+                    .ok_or_else(|| JobError::Internal("no prediction returned".into()))?;
+                if let Some(caption) = caption {
+                    prediction.prompt = caption;
+                }
+                Ok(Output::Prediction(prediction))
             }
             Work::EmbedImage { .. } => Ok(Output::Embedding(row)),
             Work::EmbedText { .. } => Err(JobError::Internal("not an image job".into())),

@@ -206,6 +206,7 @@ struct Ready<'a> {
     k: usize,
     fusion: FusionConfig,
     fusion_source: FusionSource,
+    text: &'static str,
 }
 
 async fn readyz(State(state): State<Shared>) -> Response {
@@ -223,6 +224,7 @@ async fn readyz(State(state): State<Shared>) -> Response {
                 k: models.fusion.k,
                 fusion: models.fusion,
                 fusion_source: models.fusion_source,
+                text: models.predictor.text_mode(),
             })
             .into_response()
         }

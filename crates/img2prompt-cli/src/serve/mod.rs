@@ -182,8 +182,10 @@ pub(crate) fn run(models: &Models, args: &ServeArgs) -> Result<()> {
             })();
             match loaded {
                 Ok(engine) => {
+                    let text = engine.models().predictor.text_mode();
                     let _ = loader_state.engine.set(engine);
                     tracing::info!(
+                        text,
                         fusion = source.describe(),
                         k = fusion.k,
                         w_knn = fusion.weights.knn,
