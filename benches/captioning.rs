@@ -5,8 +5,8 @@
 //! `cargo bench -p img2prompt-world --bench captioning`
 //!
 //! Images are the demo world's first 32 test scenes, rendered as the demo renders them (64 x
-//! 64, variant 0), in batches of 1 (one image) and 32 (`predict`'s default batch). Backend: the
-//! default device (flex).
+//! 64, variant 0), in batches of 1 (one image) and 32 (`predict`'s default batch), on the
+//! default backend (`img2prompt::Backend::default()`, flex).
 
 use std::hint::black_box;
 use std::path::Path;
@@ -19,8 +19,10 @@ use img2prompt_world::{World, WorldConfig};
 
 fn bench(c: &mut Criterion) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/world-captioner");
-    let captioner =
-        Captioner::load(&dir, &Default::default()).expect("the shipped world captioner");
+    let device = img2prompt::Backend::default()
+        .device()
+        .expect("the default CPU backend");
+    let captioner = Captioner::load(&dir, &device).expect("the shipped world captioner");
     let world = World::generate(WorldConfig::demo());
     let images: Vec<DynamicImage> = world.test[..32]
         .iter()

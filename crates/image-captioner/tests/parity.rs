@@ -7,6 +7,26 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use image::{DynamicImage, RgbImage};
 use image_captioner::{Captioner, Error};
 
+/// Every backend compiled in, the default CPU one (flex) first.
+fn devices() -> Vec<(&'static str, Device)> {
+    let mut devices = Vec::new();
+    #[cfg(feature = "flex")]
+    devices.push(("flex", Device::flex()));
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
+    devices.push(("ndarray", Device::ndarray()));
+    #[cfg(feature = "wgpu")]
+    devices.push((
+        "wgpu",
+        Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+    ));
+    devices
+}
+
+fn cpu() -> Device {
+    devices().remove(0).1
+}
+
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny")
 }
@@ -36,14 +56,19 @@ fn images(e: &Expected) -> Vec<DynamicImage> {
 }
 
 #[test]
-fn teacher_forced_logits_match_pytorch() {
-    let device = Device::default();
-    let captioner = Captioner::load(fixture(), &device).unwrap();
+fn teacher_forced_logits_match_pytorch_on_every_backend() {
+    for (name, device) in devices() {
+        teacher_forced_logits_match_pytorch(name, &device);
+    }
+}
+
+fn teacher_forced_logits_match_pytorch(name: &str, device: &Device) {
+    let captioner = Captioner::load(fixture(), device).unwrap();
     let e = expected();
     let pixels = captioner.pixels(&images(&e)).unwrap();
     let (rows, cols) = (e.teacher_tokens.len(), e.teacher_tokens[0].len());
     let ids: Vec<i64> = e.teacher_tokens.iter().flatten().copied().collect();
-    let ids: Tensor<2, Int> = Tensor::from_data(TensorData::new(ids, [rows, cols]), &device);
+    let ids: Tensor<2, Int> = Tensor::from_data(TensorData::new(ids, [rows, cols]), device);
     let model = captioner.model();
     let logits = model.decode(model.encode(pixels), ids);
     let got = logits.into_data().try_to_vec::<f32>().unwrap();
@@ -56,13 +81,13 @@ fn teacher_forced_logits_match_pytorch() {
     let scale = e.teacher_logits.iter().fold(0f32, |m, x| m.max(x.abs()));
     assert!(
         max_diff <= 1e-4 * scale.max(1.0),
-        "max |diff| {max_diff} (logits up to {scale})"
+        "{name}: max |diff| {max_diff} (logits up to {scale})"
     );
 }
 
 #[test]
 fn greedy_captions_match_pytorch_and_repeat() {
-    let captioner = Captioner::load(fixture(), &Device::default()).unwrap();
+    let captioner = Captioner::load(fixture(), &cpu()).unwrap();
     let e = expected();
     let pixels = captioner.pixels(&images(&e)).unwrap();
     assert_eq!(captioner.generate(pixels).unwrap(), e.generated);
@@ -87,7 +112,7 @@ fn copy_fixture(to: &Path) {
 
 #[test]
 fn damaged_or_inconsistent_captioners_are_refused_by_name() {
-    let device = Device::default();
+    let device = cpu();
     let dir = tempfile::tempdir().unwrap();
     let err = Captioner::load(dir.path(), &device).unwrap_err();
     assert!(
@@ -141,7 +166,7 @@ fn damaged_or_inconsistent_captioners_are_refused_by_name() {
 
 #[test]
 fn an_empty_image_is_refused_with_its_position() {
-    let captioner = Captioner::load(fixture(), &Device::default()).unwrap();
+    let captioner = Captioner::load(fixture(), &cpu()).unwrap();
     let ok = DynamicImage::ImageRgb8(RgbImage::new(16, 16));
     let empty = DynamicImage::ImageRgb8(RgbImage::new(0, 5));
     let err = captioner.caption(&[ok, empty]).unwrap_err();

@@ -300,7 +300,8 @@ async fn the_index_tuned_fusion_is_served_and_reported() {
     save_fusion(&index, &stored).unwrap();
     let tiny_captioner =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../image-captioner/tests/fixtures/tiny");
-    img2prompt::caption::install_captioner(&tiny_captioner, &index).unwrap();
+    let device = img2prompt::Backend::default().device().unwrap();
+    img2prompt::caption::install_captioner(&tiny_captioner, &index, &device).unwrap();
     let server = Server::start(&index, &[]).await;
     let client = reqwest::Client::new();
     let ready = server.get_json("/readyz").await;
@@ -318,7 +319,7 @@ async fn the_index_tuned_fusion_is_served_and_reported() {
     let decoded = img2prompt::decode_image_file(&image).unwrap();
     let captioner = img2prompt::caption::ModelCaptioner::load(
         index.join(img2prompt::caption::CAPTIONER_DIR),
-        &Default::default(),
+        &device,
     )
     .unwrap();
     use img2prompt::ImageCaptioner;

@@ -406,7 +406,7 @@ pub fn run_demo(
     // The captioner `predict` writes its text with, kept in the index.
     let captioner = match &options.captioner {
         Some(dir) => {
-            let installed = install_captioner(dir, &index_dir)?;
+            let installed = install_captioner(dir, &index_dir, &options.device)?;
             log(&format!(
                 "captioner: {} kept in {}",
                 dir.display(),

@@ -113,6 +113,10 @@ mod tests {
         let dir = world_captioner_dir(&cache).unwrap();
         assert_eq!(cache.resolve(WORLD_CAPTIONER).unwrap(), dir);
         assert!(img2prompt::image_captioner::is_captioner_dir(&dir));
-        img2prompt::image_captioner::Captioner::load(&dir, &Default::default()).unwrap();
+        img2prompt::image_captioner::Captioner::load(
+            &dir,
+            &img2prompt::Backend::default().device().unwrap(),
+        )
+        .unwrap();
     }
 }

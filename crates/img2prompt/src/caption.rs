@@ -53,19 +53,23 @@ pub fn index_captioner_dir(index_dir: &Path) -> Option<PathBuf> {
 }
 
 /// Copies the captioner directory `source` into `index_dir/captioner`, replacing any there,
-/// after loading it once to check it. The copy is staged in a temporary directory inside the
+/// after loading it once on `device` to check it. The copy is staged in a temporary directory inside the
 /// index and renamed into place, so a failed install leaves the old captioner (or none).
 ///
 /// # Errors
 /// `index_dir` is not a directory; `source` fails to load; a copy or rename fails.
-pub fn install_captioner(source: &Path, index_dir: &Path) -> Result<PathBuf> {
+pub fn install_captioner(
+    source: &Path,
+    index_dir: &Path,
+    device: &burn::tensor::Device,
+) -> Result<PathBuf> {
     if !index_dir.is_dir() {
         return Err(Error::invalid(
             "index",
             format!("{} is not a directory", index_dir.display()),
         ));
     }
-    image_captioner::Captioner::load(source, &burn::tensor::Device::default())?;
+    image_captioner::Captioner::load(source, device)?;
     let staging = tempfile::Builder::new()
         .prefix(".captioner-")
         .tempdir_in(index_dir)
@@ -105,16 +109,16 @@ mod tests {
 
     #[test]
     fn a_captioner_is_installed_replaced_and_never_half_written() {
+        let device = crate::Backend::default().device().unwrap();
         let index = tempfile::tempdir().unwrap();
         assert_eq!(index_captioner_dir(index.path()), None);
-        let installed = install_captioner(&tiny_captioner(), index.path()).unwrap();
+        let installed = install_captioner(&tiny_captioner(), index.path(), &device).unwrap();
         assert_eq!(index_captioner_dir(index.path()), Some(installed.clone()));
-        let device = burn::tensor::Device::default();
         let first = ModelCaptioner::load(&installed, &device).unwrap();
         let image = DynamicImage::ImageRgb8(image::RgbImage::new(16, 16));
         let text = first.caption(std::slice::from_ref(&image)).unwrap();
         // Installing again replaces it in place, with nothing left beside it.
-        install_captioner(&tiny_captioner(), index.path()).unwrap();
+        install_captioner(&tiny_captioner(), index.path(), &device).unwrap();
         let names: Vec<_> = std::fs::read_dir(index.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -128,11 +132,12 @@ mod tests {
         )
         .unwrap();
         std::fs::write(bad.path().join("model.safetensors"), b"not safetensors").unwrap();
-        let err = install_captioner(bad.path(), index.path()).unwrap_err();
+        let err = install_captioner(bad.path(), index.path(), &device).unwrap_err();
         assert!(err.to_string().contains("model.safetensors"), "{err}");
         let kept = ModelCaptioner::load(&installed, &device).unwrap();
         assert_eq!(kept.caption(&[image]).unwrap(), text);
-        let err = install_captioner(&tiny_captioner(), &index.path().join("missing")).unwrap_err();
+        let err = install_captioner(&tiny_captioner(), &index.path().join("missing"), &device)
+            .unwrap_err();
         assert!(err.to_string().contains("not a directory"), "{err}");
     }
 }
