@@ -8,6 +8,7 @@ use image::{DynamicImage, RgbImage};
 use image_captioner::{Captioner, Error};
 
 /// Every backend compiled in, the default CPU one (flex) first.
+#[allow(clippy::vec_init_then_push)] // each push is behind its backend's feature
 fn devices() -> Vec<(&'static str, Device)> {
     let mut devices = Vec::new();
     #[cfg(feature = "flex")]
