@@ -44,12 +44,11 @@ impl ImageCaptioner for ModelCaptioner {
     }
 }
 
-/// `index_dir/captioner` when the index holds a captioner (its `config.json` exists).
+/// `index_dir/captioner` when the index holds one (the directory exists: a damaged or
+/// incomplete one is then an error when loaded, never silently skipped).
 pub fn index_captioner_dir(index_dir: &Path) -> Option<PathBuf> {
     let dir = index_dir.join(CAPTIONER_DIR);
-    dir.join(image_captioner::CONFIG_FILE)
-        .is_file()
-        .then_some(dir)
+    dir.is_dir().then_some(dir)
 }
 
 /// Copies the captioner directory `source` into `index_dir/captioner`, replacing any there,
@@ -136,6 +135,11 @@ mod tests {
         assert!(err.to_string().contains("model.safetensors"), "{err}");
         let kept = ModelCaptioner::load(&installed, &device).unwrap();
         assert_eq!(kept.caption(&[image]).unwrap(), text);
+        // An incomplete captioner directory is an error naming the missing file.
+        std::fs::remove_file(installed.join(image_captioner::CONFIG_FILE)).unwrap();
+        assert_eq!(index_captioner_dir(index.path()), Some(installed.clone()));
+        let err = ModelCaptioner::load(&installed, &device).unwrap_err();
+        assert!(err.to_string().contains("config.json"), "{err}");
         let err = install_captioner(&tiny_captioner(), &index.path().join("missing"), &device)
             .unwrap_err();
         assert!(err.to_string().contains("not a directory"), "{err}");
