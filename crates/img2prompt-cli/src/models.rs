@@ -32,6 +32,13 @@ impl Models {
         if Path::new(name).is_dir() {
             return Ok(PathBuf::from(name));
         }
+        // A path (absolute, or starting with ./ or ../) is never a hub or cache name.
+        if looks_like_path(name) {
+            return Err(img2prompt::Error::invalid(
+                "model",
+                format!("{name} is not a directory (a model directory, or a cache or hub name)"),
+            ));
+        }
         if name == WORLD_CLIP {
             return world_clip_dir(&self.cache);
         }
@@ -77,4 +84,10 @@ impl ResolveModel for Models {
     fn resolve_model(&self, name: &str) -> Result<PathBuf> {
         self.resolve(name)
     }
+}
+
+/// Whether a model argument is a file-system path rather than a name (`/x`, `./x`, `../x`,
+/// `~/x`).
+fn looks_like_path(name: &str) -> bool {
+    ["/", "./", "../", "~/"].iter().any(|p| name.starts_with(p))
 }

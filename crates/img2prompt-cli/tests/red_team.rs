@@ -277,3 +277,27 @@ fn eval_names_the_pairs_line_of_a_missing_image() {
     );
     assert_fails(&out, &["pairs.jsonl:3:", "missing.png"]);
 }
+
+#[test]
+fn a_model_path_that_is_not_a_directory_is_named_plainly_not_fetched() {
+    let home = home_with_minilm();
+    let work = tempfile::tempdir().unwrap();
+    let missing = work.path().join("no-such-captioner");
+    let args: Vec<String> = [
+        "demo",
+        "--world",
+        "tiny",
+        "--out",
+        &s(&work.path().join("demo")),
+        "--captioner",
+        &s(&missing),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let err = assert_fails(
+        &run(home.path(), &args),
+        &["no-such-captioner", "is not a directory"],
+    );
+    assert!(!err.contains("fetching"), "{err}");
+    assert!(!work.path().join("demo").exists(), "nothing is written");
+}
