@@ -104,6 +104,33 @@ fn tiny_demo_report_agrees_with_eval_and_predict() {
     );
     close(&report["text_score"], &eval["text_score"], "text score");
     assert_eq!(eval["text_mode"], "caption");
+    // With --text, eval's text is that pick, as predict's is.
+    let picked_json = work.path().join("eval-picked.json");
+    common::img2prompt_ok(
+        home.path(),
+        &[
+            "eval",
+            "--index",
+            &s(&out.join("index")),
+            "--pairs",
+            &s(&pairs),
+            "--sentence",
+            &minilm,
+            "--text",
+            "best-neighbour",
+            "--json",
+            &s(&picked_json),
+        ],
+    );
+    let picked: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&picked_json).unwrap()).unwrap();
+    assert_eq!(picked["text_mode"], "best-neighbour");
+    assert!(picked["text_scores"].get("caption").is_none());
+    close(
+        &report["test"]["text_score_best_neighbour"],
+        &picked["text_score"],
+        "eval --text best-neighbour",
+    );
     close(
         &report["test"]["text_score_nearest_in_index"],
         &eval["text_scores"]["nearest-in-index"],

@@ -128,6 +128,13 @@ pub(crate) fn run(models: &Models, args: &EvalArgs) -> Result<()> {
         });
     }
     let mut report = set.report(&eval_options, &texts, predictor.index())?;
+    // With --text (and no composing) predict prints that pick: the table marks it.
+    if let (Some(choice), true) = (args.fusion.text, texts.is_empty())
+        && let Some(&score) = report.text_scores.get(choice.name())
+    {
+        report.text_mode = choice.name().to_string();
+        report.text_score = score;
+    }
     report.head_training = head_training(&args.index, &args.fusion)?;
     print!("{}", report.table());
     eprintln!("fusion for the texts: {}", source.describe());
