@@ -72,23 +72,26 @@ fn tiny_demo_report_agrees_with_eval_and_predict() {
 
     // eval over the exported test pairs recomputes the report's test rows.
     let pairs = out.join("pairs/test.jsonl");
-    let eval_json = work.path().join("eval.json");
-    common::img2prompt_ok(
-        home.path(),
-        &[
+    // `eval --json` on the test pairs with `extra` flags, read back.
+    let eval_with = |name: &str, extra: &[&str]| -> serde_json::Value {
+        let json = work.path().join(name);
+        let (index, pairs, json_arg) = (s(&out.join("index")), s(&pairs), s(&json));
+        let mut args = vec![
             "eval",
             "--index",
-            &s(&out.join("index")),
+            &index,
             "--pairs",
-            &s(&pairs),
+            &pairs,
             "--sentence",
             &minilm,
             "--json",
-            &s(&eval_json),
-        ],
-    );
-    let eval: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&eval_json).unwrap()).unwrap();
+            &json_arg,
+        ];
+        args.extend_from_slice(extra);
+        common::img2prompt_ok(home.path(), &args);
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+    };
+    let eval = eval_with("eval.json", &[]);
     let close = |a: &serde_json::Value, b: &serde_json::Value, what: &str| {
         let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
         assert!((a - b).abs() < 1e-4, "{what}: report {a} vs eval {b}");
@@ -105,25 +108,7 @@ fn tiny_demo_report_agrees_with_eval_and_predict() {
     close(&report["text_score"], &eval["text_score"], "text score");
     assert_eq!(eval["text_mode"], "caption");
     // With --text, eval's text is that pick, as predict's is.
-    let picked_json = work.path().join("eval-picked.json");
-    common::img2prompt_ok(
-        home.path(),
-        &[
-            "eval",
-            "--index",
-            &s(&out.join("index")),
-            "--pairs",
-            &s(&pairs),
-            "--sentence",
-            &minilm,
-            "--text",
-            "best-neighbour",
-            "--json",
-            &s(&picked_json),
-        ],
-    );
-    let picked: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&picked_json).unwrap()).unwrap();
+    let picked = eval_with("eval-picked.json", &["--text", "best-neighbour"]);
     assert_eq!(picked["text_mode"], "best-neighbour");
     assert!(picked["text_scores"].get("caption").is_none());
     close(

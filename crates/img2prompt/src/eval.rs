@@ -164,6 +164,10 @@ pub struct EvalOptions {
     /// paper's 0.6 / 0.4 blend at `fused_k` with `aggregation`.
     #[serde(default)]
     pub text_fusion: Option<FusionConfig>,
+    /// The pick `predict` prints when no text is composed or captioned (`--text`): the table
+    /// marks it as the text. Not serialised (the default pick when read back).
+    #[serde(skip)]
+    pub text_choice: PromptChoice,
 }
 
 impl Default for EvalOptions {
@@ -176,6 +180,7 @@ impl Default for EvalOptions {
             fused_k: 100,
             aggregation: Aggregation::SimilarityWeighted,
             text_fusion: None,
+            text_choice: PromptChoice::default(),
         }
     }
 }
@@ -487,9 +492,7 @@ impl EvalSet {
             text_scores.insert(t.mode.to_string(), score);
             text_seconds_per_image.insert(t.mode.to_string(), t.seconds_per_image);
         }
-        let text_mode = texts
-            .first()
-            .map_or(PromptChoice::default().name(), |t| t.mode);
+        let text_mode = texts.first().map_or(options.text_choice.name(), |t| t.mode);
         let text_score = text_scores.get(text_mode).copied().unwrap_or(0.0);
         Ok(EvalReport {
             n: self.len(),
@@ -653,6 +656,14 @@ mod tests {
         let r3 = set.report(&options, &[captioned], &search).unwrap();
         assert_eq!(r3.text_mode, "caption");
         assert!((r3.text_score - 0.6).abs() < 1e-6);
+        // With another pick for the text and nothing composed or captioned, that pick is it.
+        let best = EvalOptions {
+            text_choice: PromptChoice::BestNeighbour,
+            ..options.clone()
+        };
+        let r4 = set.report(&best, &[], &search).unwrap();
+        assert_eq!(r4.text_mode, "best-neighbour");
+        assert!((r4.text_score - 1.0).abs() < 1e-6);
     }
 
     #[test]

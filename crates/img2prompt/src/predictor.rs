@@ -40,8 +40,8 @@ pub struct OpenOptions {
     /// Compose prompt texts from the neighbours' phrases instead of picking a neighbour's
     /// prompt (needs the sentence model in [`IndexModels`]).
     pub compose: Option<ComposeOptions>,
-    /// Which neighbour's prompt is the text when not composing (default: the one nearest the
-    /// fused prediction), and, when the index holds no captioner or `no_captioner` is set.
+    /// Which corpus prompt is the text when neither composing nor captioning (default: the one
+    /// nearest the fused prediction in the whole index).
     pub prompt: PromptChoice,
     /// Ignore the index's `captioner/` even when present: the text is then picked by `prompt`.
     pub no_captioner: bool,
@@ -360,15 +360,39 @@ impl Predictor {
         self.fusion.as_ref()
     }
 
-    /// The captioner, if any.
+    /// The captioner that writes the prompt text, if any (none while composing: the composed
+    /// text wins).
     pub fn captioner(&self) -> Option<&dyn ImageCaptioner> {
-        self.captioner.as_deref()
+        match self.prompt_text {
+            PromptText::Pick(_) => self.captioner.as_deref(),
+            PromptText::Compose(..) => None,
+        }
+    }
+
+    /// The prompt texts [`Predictor::captioner`] writes for `images`, one per image, or `None`
+    /// when this predictor does not caption.
+    ///
+    /// # Errors
+    /// The captioner's error, or a captioner that returns another number of texts.
+    pub fn captions(&self, images: &[DynamicImage]) -> Result<Option<Vec<String>>> {
+        let Some(captioner) = self.captioner() else {
+            return Ok(None);
+        };
+        let texts = captioner.caption(images)?;
+        if texts.len() != images.len() {
+            return Err(Error::Mismatch {
+                what: "captions (one per image)".into(),
+                expected: images.len().to_string(),
+                found: texts.len().to_string(),
+            });
+        }
+        Ok(Some(texts))
     }
 
     /// How [`Predictor::predict_batch`] writes the prompt text: `compose`, `caption`, or the
     /// [`PromptChoice`] name of the pick.
     pub fn text_mode(&self) -> &'static str {
-        match (&self.prompt_text, &self.captioner) {
+        match (&self.prompt_text, self.captioner()) {
             (PromptText::Compose(..), _) => "compose",
             (PromptText::Pick(_), Some(_)) => "caption",
             (PromptText::Pick(choice), None) => choice.name(),
@@ -398,15 +422,7 @@ impl Predictor {
         }
         let queries = self.image.embed_images(images)?;
         let mut predictions = self.predict_embeddings(&queries)?;
-        if let (PromptText::Pick(_), Some(captioner)) = (&self.prompt_text, &self.captioner) {
-            let texts = captioner.caption(images)?;
-            if texts.len() != predictions.len() {
-                return Err(Error::Mismatch {
-                    what: "captions (one per image)".into(),
-                    expected: predictions.len().to_string(),
-                    found: texts.len().to_string(),
-                });
-            }
+        if let Some(texts) = self.captions(images)? {
             for (prediction, text) in predictions.iter_mut().zip(texts) {
                 prediction.prompt = text;
             }

@@ -62,9 +62,9 @@ pub(crate) fn run(models: &Models, args: &EvalArgs) -> Result<()> {
     for chunk in pairs.chunks(args.runtime.batch.max(1)) {
         let images = decode_pair_images(&args.pairs, chunk)?;
         queries.extend(predictor.image_encoder().embed_images(&images)?);
-        if let Some(captioner) = predictor.captioner() {
-            let start = Instant::now();
-            captions.extend(captioner.caption(&images)?);
+        let start = Instant::now();
+        if let Some(texts) = predictor.captions(&images)? {
+            captions.extend(texts);
             caption_time += start.elapsed();
         }
     }
@@ -73,6 +73,7 @@ pub(crate) fn run(models: &Models, args: &EvalArgs) -> Result<()> {
     let eval_options = EvalOptions {
         fused_k: args.fusion.k.unwrap_or(FusionConfig::default().k),
         text_fusion: Some(fusion),
+        text_choice: args.fusion.text.unwrap_or_default(),
         ..EvalOptions::default()
     };
     let set = EvalSet::gather(
@@ -128,13 +129,6 @@ pub(crate) fn run(models: &Models, args: &EvalArgs) -> Result<()> {
         });
     }
     let mut report = set.report(&eval_options, &texts, predictor.index())?;
-    // With --text (and no composing) predict prints that pick: the table marks it.
-    if let (Some(choice), true) = (args.fusion.text, texts.is_empty())
-        && let Some(&score) = report.text_scores.get(choice.name())
-    {
-        report.text_mode = choice.name().to_string();
-        report.text_score = score;
-    }
     report.head_training = head_training(&args.index, &args.fusion)?;
     print!("{}", report.table());
     eprintln!("fusion for the texts: {}", source.describe());

@@ -332,7 +332,7 @@ impl Worker {
         split_rows(&flat, images.len(), encoder.dim(), "image encoder")
     }
 
-    /// The captioner's texts for `images` (one per image, `None` without a captioner or when
+    /// The predictor's captions of `images` (one per image; `None` when it does not caption or
     /// no job of the batch is a prediction).
     fn caption(
         &self,
@@ -340,25 +340,16 @@ impl Worker {
         slots: &[usize],
         works: &[Work],
     ) -> Result<Option<Vec<String>>, String> {
-        let Some(captioner) = self.models.predictor.captioner() else {
-            return Ok(None);
-        };
-        if self.models.predictor.text_mode() != "caption"
-            || !slots
-                .iter()
-                .any(|&i| matches!(works[i], Work::Predict { .. }))
+        if !slots
+            .iter()
+            .any(|&i| matches!(works[i], Work::Predict { .. }))
         {
             return Ok(None);
         }
-        let texts = captioner.caption(images).map_err(|e| e.to_string())?;
-        if texts.len() != images.len() {
-            return Err(format!(
-                "the captioner returned {} texts for {} images",
-                texts.len(),
-                images.len()
-            ));
-        }
-        Ok(Some(texts))
+        self.models
+            .predictor
+            .captions(images)
+            .map_err(|e| e.to_string())
     }
 
     /// An image job's answer from its embedding (and its caption, the prompt text when given).
