@@ -255,6 +255,9 @@ async fn predict(
     request: Request,
 ) -> Result<Response, ApiError> {
     let deadline = Instant::now() + state.limits.timeout;
+    // The body is read before any refusal: a server that answers and closes with an unread body
+    // in its socket makes the kernel reset the connection, and the client may lose the answer.
+    let upload = read_image(request, &state, deadline).await;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let engine = ready(&state)?;
     let max_k = engine.models().fusion.k;
@@ -267,7 +270,7 @@ async fn predict(
             )));
         }
     };
-    let (image, name) = read_image(request, &state, deadline).await?;
+    let (image, name) = upload?;
     let output = run(
         engine,
         Work::Predict {
@@ -305,8 +308,10 @@ struct ImageEmbedding<'a> {
 
 async fn embed_image(State(state): State<Shared>, request: Request) -> Result<Response, ApiError> {
     let deadline = Instant::now() + state.limits.timeout;
+    // Read first, then refuse (see `predict`).
+    let upload = read_image(request, &state, deadline).await;
     let engine = ready(&state)?;
-    let (image, name) = read_image(request, &state, deadline).await?;
+    let (image, name) = upload?;
     let output = run(
         engine,
         Work::EmbedImage {
@@ -529,6 +534,8 @@ async fn read_image(
                 .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
             Ok((bytes, "upload".to_owned()))
         } else {
+            // Drained (within the limit) so that the refusal reaches the client.
+            let _ = axum::body::to_bytes(request.into_body(), state.limits.body_bytes).await;
             Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!(
