@@ -2,7 +2,8 @@
 //!
 //! `cargo bench --workspace --bench clip_embedding [-- FILTER]`
 //! Backends: `IMG2PROMPT_BENCH_BACKENDS=flex,ndarray,wgpu` (default flex,ndarray). CPU backends
-//! run the host kernels; each also gets a `-burn-ops` row with burn's own ops, for comparison.
+//! run the host kernels; each also gets a `-burn-ops` row with burn's own ops, for comparison,
+//! and on CPUs with AMX a `-bf16` row (`Precision::Bf16`).
 //! Images are preprocessed once outside the timed loop (the tower alone is measured);
 //! texts are tokenized inside it. `texts_prompts` are typical SD prompts (9-40 tokens, the
 //! padding after EOS is never computed), `texts_77` fill the whole 77-token context.
@@ -70,6 +71,20 @@ fn bench(c: &mut Criterion) {
                     text.with_host_kernels(false),
                 ) {
                     variants.push((format!("{backend}-burn-ops"), ClipModel::from_parts(v, t)));
+                }
+            }
+            // On CPUs with AMX: the bf16 dense layers (`--precision bf16`) as another row.
+            if variants[0].1.vision().uses_host_kernels()
+                && clip_encoder::Precision::Bf16.is_available()
+            {
+                let (vision, text) = ClipModel::random(&config, &device)
+                    .expect("random model")
+                    .into_parts();
+                if let (Ok(v), Ok(t)) = (
+                    vision.with_precision(clip_encoder::Precision::Bf16),
+                    text.with_precision(clip_encoder::Precision::Bf16),
+                ) {
+                    variants.push((format!("{backend}-bf16"), ClipModel::from_parts(v, t)));
                 }
             }
             for (backend, model) in &variants {

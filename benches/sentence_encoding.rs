@@ -5,6 +5,7 @@
 //! `img2prompt models fetch all-MiniLM-L6-v2`). `IMG2PROMPT_BENCH_BACKENDS=flex,ndarray`
 //! restricts the backends. The Python counterpart is `xtask/bench/minilm_python.py`; both
 //! build the same prompts (see `bench_prompts`).
+//! CPU backends also get a `-burn-ops` row (burn's own ops) and, on CPUs with AMX, a `-bf16` row.
 
 use std::path::PathBuf;
 
@@ -122,6 +123,16 @@ fn sentence_encoding(c: &mut Criterion) {
                 .and_then(|e| e.with_batch_size(32).with_host_kernels(false))
         {
             variants.push((format!("{backend}-burn-ops"), e));
+        }
+        // On CPUs with AMX: the bf16 dense layers (`--precision bf16`) as another row.
+        if variants[0].1.uses_host_kernels()
+            && sentence_encoder::Precision::Bf16.is_available()
+            && let Ok(e) = SentenceEncoder::load(&dir, &device).and_then(|e| {
+                e.with_batch_size(32)
+                    .with_precision(sentence_encoder::Precision::Bf16)
+            })
+        {
+            variants.push((format!("{backend}-bf16"), e));
         }
         for (label, encoder) in &variants {
             for tokens in [16usize, 64] {

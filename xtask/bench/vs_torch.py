@@ -4,6 +4,7 @@
     /root/.venv-ref/bin/python xtask/bench/vs_torch.py --json /tmp/vs_torch.json
     /root/.venv-ref/bin/python xtask/bench/vs_torch.py --torch-only --only clip-b32-image,minilm-64
     /root/.venv-ref/bin/python xtask/bench/vs_torch.py --ours-only --img2prompt target/release/img2prompt
+    /root/.venv-ref/bin/python xtask/bench/vs_torch.py --precision f32,bf16x3,bf16   # AMX CPUs
 
 Reference stack (CPU use; the PyPI torch wheel is fine):
     python3 -m venv /root/.venv-ref && /root/.venv-ref/bin/pip install torch transformers \
@@ -284,8 +285,27 @@ def summarize(times):
 
 
 def run_ours(args, subcommand, model, out_npy, inputs, warm_inputs):
-    """Runs `img2prompt embed-image|embed-text` once on `warm_inputs` (page cache), then
-    --repeats times on `inputs`; returns the timing summary and our embeddings."""
+    """`run_ours_at` for each of --precision: {precision: (timing summary, our embeddings)}."""
+    return {p: run_ours_at(args, subcommand, model, out_npy, inputs, warm_inputs, p) for p in args.precisions}
+
+
+def with_precisions(row, ours, theirs):
+    """One row per precision of ours (the first as `row`), each with its min cosine to torch's."""
+    rows = []
+    for i, (precision, (timing, emb)) in enumerate(ours.items()):
+        r = row if i == 0 else dict(row, row=f"{row['row']}@{precision}")
+        if precision != "f32":
+            r["work"] = f"{row['work']} [ours {precision}]"
+        r["ours"] = dict(timing, precision=precision)
+        if theirs is not None:
+            r["min_cosine"] = min_cosine(emb, theirs)
+        rows.append(r)
+    return rows or [row]
+
+
+def run_ours_at(args, subcommand, model, out_npy, inputs, warm_inputs, precision):
+    """Runs `img2prompt embed-image|embed-text --precision P` once on `warm_inputs` (page
+    cache), then --repeats times on `inputs`; returns the timing summary and our embeddings."""
     env = dict(os.environ)  # OMP_WAIT_POLICY as set in main (scripts/img2prompt sets PASSIVE too)
     for var in ("RAYON_NUM_THREADS", "OMP_NUM_THREADS"):
         env.setdefault(var, str(args.threads))
@@ -294,6 +314,7 @@ def run_ours(args, subcommand, model, out_npy, inputs, warm_inputs):
         cmd = [args.img2prompt, subcommand, "--model", model, "--output", out_npy, "--batch", str(args.batch)]
         if args.backend:
             cmd += ["--backend", args.backend]
+        cmd += ["--precision", precision]
         cmd += ["--input", inp] if subcommand == "embed-text" else list(inp)
         proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               timeout=args.timeout)
@@ -372,18 +393,16 @@ def row_image(args, name, arch, count, tmp):
     per = flops_per_item("vision", cfg)
     row = {"row": name, "work": f"CLIP {ARCH_NAMES[arch]} image, {count} photos", "items": count,
            "flops": per * count, "model": model}
-    ours = theirs = None
+    ours, theirs = {}, None
     if not args.torch_only:
-        row["ours"], ours = run_ours(args, "embed-image", model, os.path.join(tmp, f"{name}.npy"), paths,
-                                     paths[:args.batch])
+        ours = run_ours(args, "embed-image", model, os.path.join(tmp, f"{name}.npy"), paths,
+                        paths[:args.batch])
     if not args.ours_only:
         run, proc = torch_image_embed(model, paths, args.batch)
         row["torch"], theirs = time_torch(args, run, lambda: run(paths[:args.batch]))
         row["torch"]["processor"] = proc
         row["cross_cosine"] = cross_cosine(theirs, paths)
-    if ours is not None and theirs is not None:
-        row["min_cosine"] = min_cosine(ours, theirs)
-    return [row]
+    return with_precisions(row, ours, theirs)
 
 
 def row_clip_text(args, tmp, phrases):
@@ -404,13 +423,11 @@ def row_clip_text(args, tmp, phrases):
             dict(base, row="clip-b32-text@77", work=f"CLIP B/32 text, {len(texts)} prompts (torch: padded to 77)")]
     if args.ours_only:
         rows = rows[:1]
-    ours = None
+    ours = {}
     if not args.torch_only:
         inp = write_lines(os.path.join(tmp, "clip_prompts.txt"), texts)
         warm = write_lines(os.path.join(tmp, "clip_warm.txt"), texts[:args.batch])
-        rows[0]["ours"], ours = run_ours(args, "embed-text", model_dir, os.path.join(tmp, "clip_text.npy"), inp, warm)
-        for row in rows[1:]:
-            row["ours"] = rows[0]["ours"]
+        ours = run_ours(args, "embed-text", model_dir, os.path.join(tmp, "clip_text.npy"), inp, warm)
     if not args.ours_only:
         model = CLIPTextModelWithProjection.from_pretrained(model_dir, dtype=torch.float32).eval()
         # Batches of similar length (sorted longest first, as sentence-transformers and our side do),
@@ -434,9 +451,11 @@ def row_clip_text(args, tmp, phrases):
             row["torch"], theirs = time_torch(args, lambda p=padding: run(p), lambda p=padding: run(p, order[:args.batch]))
             row["torch"]["tokenizer"] = type(tok).__name__
             row["cross_cosine"] = cross_cosine(theirs, [tuple(i) for i in ids])
-            if ours is not None:
-                row["min_cosine"] = min_cosine(ours, theirs)
-    return rows
+            row["theirs"] = theirs
+    out = []
+    for row in rows:
+        out += with_precisions(row, ours, row.pop("theirs", None))
+    return out
 
 
 def clip_tokenizer(model_dir):
@@ -475,20 +494,18 @@ def row_minilm(args, name, tmp, texts, minilm, label):
            "flops": sum(flops_per_item("bert", cfg, t) for t in lengths),
            "tokens": {"min": min(lengths), "median": statistics.median(lengths), "max": max(lengths),
                       "truncated": sum(t == max_len for t in lengths), "max_seq_length": max_len}}
-    ours = theirs = None
+    ours, theirs = {}, None
     if not args.torch_only:
         inp = write_lines(os.path.join(tmp, f"{name}.txt"), texts)
         warm = write_lines(os.path.join(tmp, f"{name}_warm.txt"), texts[:args.batch])
-        row["ours"], ours = run_ours(args, "embed-text", minilm, os.path.join(tmp, f"{name}.npy"), inp, warm)
+        ours = run_ours(args, "embed-text", minilm, os.path.join(tmp, f"{name}.npy"), inp, warm)
     if not args.ours_only:
         def run(items=texts):
             return st.encode(items, batch_size=args.batch, convert_to_numpy=True, show_progress_bar=False)
 
         row["torch"], theirs = time_torch(args, run, lambda: run(texts[:args.batch]))
         row["cross_cosine"] = cross_cosine(theirs, ids)
-    if ours is not None and theirs is not None:
-        row["min_cosine"] = min_cosine(ours, theirs)
-    return [row]
+    return with_precisions(row, ours, theirs)
 
 
 # ----------------------------------------------------------------------------- report
@@ -536,12 +553,18 @@ def main():
                     help="OMP_WAIT_POLICY for torch (and our binary) when the environment has none; "
                          "PASSIVE: idle OpenMP threads sleep instead of spinning (3x for torch on a busy "
                          "2-core machine; our wrapper scripts/img2prompt sets it too)")
+    ap.add_argument("--precision", default="f32",
+                    help="our --precision, comma-separated (f32,bf16x3,bf16: one row per precision, "
+                         "torch timed once; bf16x3 and bf16 need an AMX CPU)")
     ap.add_argument("--json", help="write the results here")
     side = ap.add_mutually_exclusive_group()
     side.add_argument("--torch-only", action="store_true", help="skip our binary")
     side.add_argument("--ours-only", action="store_true", help="skip PyTorch")
     args = ap.parse_args()
     args.cache = os.path.expanduser(args.cache)
+    args.precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    if not args.precisions or set(args.precisions) - {"f32", "bf16x3", "bf16"}:
+        ap.error(f"--precision: f32, bf16x3 and/or bf16, got {args.precision!r}")
     only = [r.strip() for r in args.only.split(",") if r.strip()]
     unknown = set(only) - set(ROWS)
     if unknown:

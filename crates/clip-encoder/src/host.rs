@@ -5,7 +5,9 @@
 
 pub use host_kernels::from_burn::is_host_cpu;
 use host_kernels::from_burn::{layer_norm as norm, linear, values};
-use host_kernels::{Attention, LayerNormWeights, SequenceSpan, Threads};
+use host_kernels::{
+    Attention, LayerNormWeights, Precision, PrecisionUnavailable, SequenceSpan, Threads,
+};
 
 use crate::config::{Activation, ClipConfig};
 use crate::model::{ClipEncoder, ClipTextTower, ClipVisionTower};
@@ -66,6 +68,23 @@ impl HostEncoder {
             },
             activation,
         })
+    }
+
+    /// Every dense layer at `precision`.
+    fn set_precision(&mut self, precision: Precision) -> Result<(), PrecisionUnavailable> {
+        for l in &mut self.layers {
+            for dense in [&mut l.qkv, &mut l.out, &mut l.fc1, &mut l.fc2] {
+                dense.set_precision(precision)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The dense layers' precision.
+    fn precision(&self) -> Precision {
+        self.layers
+            .first()
+            .map_or(Precision::F32, |l| l.qkv.precision())
     }
 
     /// Runs every block over the packed sequences `x` (`[Σ len, width]`) in place.
@@ -148,6 +167,21 @@ impl HostVision {
         })
     }
 
+    /// Every dense layer (patch embedding, blocks, projection) at `precision`.
+    pub(crate) fn set_precision(
+        &mut self,
+        precision: Precision,
+    ) -> Result<(), PrecisionUnavailable> {
+        self.patch.set_precision(precision)?;
+        self.encoder.set_precision(precision)?;
+        self.projection.set_precision(precision)
+    }
+
+    /// The dense layers' precision.
+    pub(crate) fn precision(&self) -> Precision {
+        self.encoder.precision()
+    }
+
     /// Normalised pixels `[n, channels, size, size]` (shape checked by the caller) -> projected
     /// embeddings `[n, projection_dim]`.
     pub(crate) fn forward(&self, pixels: &[f32], n: usize, threads: Threads) -> Vec<f32> {
@@ -224,6 +258,20 @@ impl HostText {
             final_norm: norm(&m.final_layer_norm, t.layer_norm_eps)?,
             projection: linear(&tower.text_projection)?,
         })
+    }
+
+    /// Every dense layer (blocks, projection) at `precision`.
+    pub(crate) fn set_precision(
+        &mut self,
+        precision: Precision,
+    ) -> Result<(), PrecisionUnavailable> {
+        self.encoder.set_precision(precision)?;
+        self.projection.set_precision(precision)
+    }
+
+    /// The dense layers' precision.
+    pub(crate) fn precision(&self) -> Precision {
+        self.encoder.precision()
     }
 
     /// Token ids (validated by the caller: in the vocabulary, within the context) and each

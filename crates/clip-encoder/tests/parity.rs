@@ -189,3 +189,50 @@ fn host_kernels_and_burn_ops_agree_on_both_towers() {
         }
     }
 }
+
+#[test]
+fn bf16_dense_layers_match_hf_where_the_cpu_has_amx() {
+    use clip_encoder::Precision;
+    let prompts = prompts();
+    let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let paths = image_paths();
+    let names = image_names();
+    // bf16x3 keeps f32's bound; bf16 (8 significant bits) has its own.
+    for (precision, bound) in [(Precision::Bf16x3, 0.9999), (Precision::Bf16, 0.9998)] {
+        for (name, exact) in [
+            ("clip_a", "astronaut_224.png"),
+            ("clip_b", "coffee_112.png"),
+        ] {
+            let dir = model_dir(name);
+            let (vision, text) = ClipModel::load(dir.path(), &device())
+                .expect("load")
+                .into_parts();
+            assert_eq!(vision.precision(), Precision::F32, "f32 is the default");
+            if !precision.is_available() {
+                let err = text.with_precision(precision).expect_err("no AMX");
+                assert!(err.to_string().contains("AMX"), "{err}");
+                eprintln!("{precision} parity skipped: this CPU has no AMX-BF16");
+                return;
+            }
+            let model = ClipModel::from_parts(
+                vision.with_precision(precision).expect("vision"),
+                text.with_precision(precision).expect("text"),
+            );
+            assert_eq!(model.text().precision(), precision);
+            assert_eq!(model.vision().precision(), precision);
+            let ours = rows(model.embed_texts(&texts).expect("embed"));
+            let cos = row_cosines(&ours, &npy2(fixtures().join(name).join("text_embeds.npy")));
+            eprintln!("{name} {precision}: text cosine min {:.7}", min(&cos));
+            for (i, c) in cos.iter().enumerate() {
+                assert!(*c >= bound, "{name} {precision} prompt #{i}: cosine {c}");
+            }
+            let ours = rows(model.embed_image_files(&paths).expect("embed"));
+            let cos = row_cosines(&ours, &npy2(fixtures().join(name).join("image_embeds.npy")));
+            for (i, c) in cos.iter().enumerate() {
+                eprintln!("{name} {} {precision}: cosine {c:.7}", names[i]);
+                let bound = if names[i] == exact { bound } else { 0.99 };
+                assert!(*c >= bound, "{name} {} {precision}: cosine {c}", names[i]);
+            }
+        }
+    }
+}

@@ -1,11 +1,11 @@
 //! Per-op timing of one transformer layer on host kernels (random weights):
-//! `layer_profile [TOKENS_PER_SEQ] [SEQS] [WIDTH] [HEADS] [FF]` (default: MiniLM, 32 × 64 tokens;
-//! `50 32 768 12 3072` is a ViT-B/32 block on 32 images). Buffers are reused across layers as the
-//! encoders do.
+//! `layer_profile [TOKENS_PER_SEQ] [SEQS] [WIDTH] [HEADS] [FF] [f32|bf16|bf16x3]` (default:
+//! MiniLM, 32 × 64 tokens; `50 32 768 12 3072` is a ViT-B/32 block on 32 images; the last names
+//! the dense layers' `Precision`). Buffers are reused across layers as the encoders do.
 
 use std::time::Instant;
 
-use host_kernels::{Attention, LayerNormWeights, Linear, SequenceSpan, Threads};
+use host_kernels::{Attention, LayerNormWeights, Linear, Precision, SequenceSpan, Threads};
 
 fn values(n: usize, seed: usize) -> Vec<f32> {
     (0..n)
@@ -27,10 +27,19 @@ fn main() {
         get(4, 1536),
     );
     let tokens = len * seqs;
-    let qkv = Linear::new(values(w * 3 * w, 1), Some(values(3 * w, 2)), w, 3 * w);
-    let out = Linear::new(values(w * w, 3), Some(values(w, 4)), w, w);
-    let up = Linear::new(values(w * ff, 5), Some(values(ff, 6)), w, ff);
-    let down = Linear::new(values(ff * w, 7), Some(values(w, 8)), ff, w);
+    let precision = std::env::args()
+        .filter_map(|a| a.parse::<Precision>().ok())
+        .next_back()
+        .unwrap_or_default();
+    let layer = |weight, bias, d_in, d_out| {
+        Linear::new(weight, Some(bias), d_in, d_out)
+            .with_precision(precision)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let qkv = layer(values(w * 3 * w, 1), values(3 * w, 2), w, 3 * w);
+    let out = layer(values(w * w, 3), values(w, 4), w, w);
+    let up = layer(values(w * ff, 5), values(ff, 6), w, ff);
+    let down = layer(values(ff * w, 7), values(w, 8), ff, w);
     let norm = LayerNormWeights {
         gamma: vec![1.0; w],
         beta: vec![0.0; w],

@@ -1,6 +1,7 @@
 //! Dense layers: `x · W + b` through the `gemm` crate, on row-major buffers.
 
-use crate::Threads;
+use crate::amx::{PackedBf16, Split};
+use crate::{Precision, PrecisionUnavailable, Threads};
 
 /// A dense layer's weights, `[d_in, d_out]` row-major (burn's `Linear` layout), and bias.
 #[derive(Debug, Clone)]
@@ -9,6 +10,9 @@ pub struct Linear {
     bias: Option<Vec<f32>>,
     d_in: usize,
     d_out: usize,
+    /// The weight packed for bf16 tiles, when [`Precision::Bf16`] or [`Precision::Bf16x3`] was
+    /// asked for.
+    bf16: Option<PackedBf16>,
 }
 
 impl Linear {
@@ -30,6 +34,44 @@ impl Linear {
             bias,
             d_in,
             d_out,
+            bf16: None,
+        }
+    }
+
+    /// The layer computing at `precision` (see [`Self::set_precision`]).
+    ///
+    /// # Errors
+    /// [`PrecisionUnavailable`] when this CPU cannot compute at `precision`.
+    pub fn with_precision(mut self, precision: Precision) -> Result<Self, PrecisionUnavailable> {
+        self.set_precision(precision)?;
+        Ok(self)
+    }
+
+    /// Computes at `precision` from now on: [`Precision::Bf16`] and [`Precision::Bf16x3`] pack
+    /// the weight for the AMX tiles (the f32 weight is kept, for [`Precision::F32`] again).
+    ///
+    /// # Errors
+    /// [`PrecisionUnavailable`] when this CPU cannot compute at `precision` (nothing changes).
+    pub fn set_precision(&mut self, precision: Precision) -> Result<(), PrecisionUnavailable> {
+        precision.check()?;
+        let split = match precision {
+            Precision::F32 => None,
+            Precision::Bf16 => Some(Split::One),
+            Precision::Bf16x3 => Some(Split::Three),
+        };
+        if split != self.bf16.as_ref().map(PackedBf16::split) {
+            self.bf16 =
+                split.map(|split| PackedBf16::new(&self.weight, self.d_in, self.d_out, split));
+        }
+        Ok(())
+    }
+
+    /// The precision the layer computes at.
+    pub fn precision(&self) -> Precision {
+        match self.bf16.as_ref().map(PackedBf16::split) {
+            None => Precision::F32,
+            Some(Split::One) => Precision::Bf16,
+            Some(Split::Three) => Precision::Bf16x3,
         }
     }
 
@@ -133,6 +175,10 @@ impl Linear {
         let rows = x.len() / self.d_in;
         debug_assert_eq!(out.len(), rows * self.d_out);
         let read_dst = match (mode, &self.bias) {
+            (Mode::Overwrite, None) if self.bf16.is_some() => {
+                out.fill(0.0);
+                true
+            }
             (Mode::Overwrite, None) => false,
             (Mode::Overwrite, Some(b)) => {
                 out.chunks_exact_mut(self.d_out)
@@ -147,6 +193,9 @@ impl Linear {
                 true
             }
         };
+        if let Some(packed) = &self.bf16 {
+            return crate::amx::gemm_accumulate(x, packed, out);
+        }
         // SAFETY: `x` is [rows, d_in], `W` is [d_in, d_out] and `out` is [rows, d_out], all
         // row-major (checked by the callers); the buffers do not overlap (`out` is borrowed
         // mutably).
@@ -255,5 +304,45 @@ mod tests {
                 assert!((a - 1.5 - g).abs() < 1e-4);
             }
         }
+    }
+
+    #[test]
+    fn bf16_precision_is_close_to_f32_and_reversible() {
+        let (d_in, d_out, rows) = (96, 80, 70);
+        let layer = Linear::new(values(d_in * d_out, 1), Some(values(d_out, 2)), d_in, d_out);
+        let x = values(rows * d_in, 3);
+        let exact = layer.forward(&x, Threads::Pool);
+        if !Precision::Bf16.is_available() {
+            let err = layer.with_precision(Precision::Bf16).expect_err("no AMX");
+            assert!(err.to_string().contains("AMX"), "{err}");
+            return;
+        }
+        let bf16 = layer.clone().with_precision(Precision::Bf16).expect("bf16");
+        assert_eq!(bf16.precision(), Precision::Bf16);
+        for threads in [Threads::Pool, Threads::One] {
+            let got = bf16.forward(&x, threads);
+            assert_ne!(got, exact, "bf16 in use");
+            // bf16 keeps 8 bits: each product is within ~2^-8 relative, summed over 96 terms.
+            for (g, e) in got.iter().zip(&exact) {
+                assert!((g - e).abs() < 0.05, "{g} vs {e}");
+            }
+            let mut acc = vec![1.5f32; rows * d_out];
+            bf16.forward_add(&x, &mut acc, threads);
+            for (a, g) in acc.iter().zip(&got) {
+                assert!((a - 1.5 - g).abs() < 1e-4);
+            }
+        }
+        // Three products: near f32.
+        let split = bf16
+            .clone()
+            .with_precision(Precision::Bf16x3)
+            .expect("bf16x3");
+        assert_eq!(split.precision(), Precision::Bf16x3);
+        for (g, e) in split.forward(&x, Threads::Pool).iter().zip(&exact) {
+            assert!((g - e).abs() < 2e-4, "{g} vs {e}");
+        }
+        let back = bf16.with_precision(Precision::F32).expect("f32");
+        assert_eq!(back.precision(), Precision::F32);
+        assert_eq!(back.forward(&x, Threads::Pool), exact);
     }
 }

@@ -220,3 +220,54 @@ fn models_fetch_from_dir_fills_the_cache() {
             .len()
     );
 }
+
+#[test]
+fn precision_is_checked_and_bf16_stays_close_to_sentence_transformers() {
+    let home = home_with_minilm();
+    let out_dir = tempfile::tempdir().unwrap();
+    let expected = read_rows(&fixtures().join("expected.npy"));
+    let run_at = |precision: &str| {
+        let output = out_dir.path().join(format!("{precision}.npy"));
+        let run = img2prompt(
+            home.path(),
+            &[
+                "embed-text",
+                "--model",
+                "all-MiniLM-L6-v2",
+                "--input",
+                fixtures().join("texts.txt").to_str().unwrap(),
+                "--output",
+                output.to_str().unwrap(),
+                "--precision",
+                precision,
+            ],
+        );
+        (run, output)
+    };
+    let (run, output) = run_at("fp8");
+    assert!(!run.status.success());
+    assert!(
+        stderr(&run).contains("f32, bf16x3 or bf16"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(!output.exists());
+    // Whether this CPU has AMX-BF16 decides which answer is right; the binary must agree.
+    let amx = std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.contains(" amx_bf16"));
+    for (precision, bound) in [("bf16x3", 0.9999), ("bf16", 0.9998)] {
+        let (run, output) = run_at(precision);
+        if !amx {
+            assert!(!run.status.success(), "{precision} ran without AMX");
+            assert!(stderr(&run).contains("AMX"), "{}", stderr(&run));
+            assert!(!output.exists());
+            continue;
+        }
+        assert!(run.status.success(), "{precision}: {}", stderr(&run));
+        let rows = read_rows(&output);
+        assert_eq!(rows.len(), expected.len());
+        for (i, (got, want)) in rows.iter().zip(&expected).enumerate() {
+            let cos = cosine(got, want);
+            assert!(cos >= bound, "{precision} row {i}: cosine {cos}");
+        }
+    }
+}

@@ -59,6 +59,8 @@ pub struct DemoOptions {
     pub device: Device,
     /// Texts / images per encoder batch.
     pub batch: usize,
+    /// The arithmetic of the encoders' dense layers.
+    pub precision: img2prompt::Precision,
     /// How the head is trained.
     pub head: HeadTrainConfig,
     /// Test images on the contact sheet.
@@ -336,15 +338,18 @@ pub fn run_demo(
         t.elapsed().as_secs_f64()
     ));
 
-    let clip_text = ClipTextEmbedder::load(&options.clip, &options.device)?;
+    let clip_text = ClipTextEmbedder::load(&options.clip, &options.device)?
+        .with_precision(options.precision)?;
     let clip_image = ClipImageEmbedder::new(
         clip_encoder::ClipVisionModel::load(&options.clip, &options.device)?
-            .with_batch_size(options.batch),
+            .with_batch_size(options.batch)
+            .with_precision(options.precision)?,
         clip_text.model_id().clone(),
     );
     let sentence = SentenceTextEmbedder::new(
         sentence_encoder::SentenceEncoder::load(&options.sentence, &options.device)?
-            .with_batch_size(options.batch),
+            .with_batch_size(options.batch)
+            .with_precision(options.precision)?,
         ModelId::of_dir(&options.sentence)?,
     );
 

@@ -20,6 +20,7 @@ use prompt_fusion::FusionConfig;
 
 use crate::error::{Error, Result};
 use crate::model_id::ModelId;
+pub use clip_encoder::Precision;
 
 /// Maps images to embeddings in the index's key space (CLIP's image tower).
 pub trait ImageEmbedder: Send + Sync {
@@ -163,6 +164,16 @@ impl ClipImageEmbedder {
         Self { model, id }
     }
 
+    /// Runs the tower's dense layers at `precision` (see
+    /// [`clip_encoder::ClipVisionModel::with_precision`]).
+    ///
+    /// # Errors
+    /// This CPU or device cannot compute at `precision`.
+    pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
+        self.model = self.model.with_precision(precision)?;
+        Ok(self)
+    }
+
     /// The wrapped model.
     pub fn model(&self) -> &clip_encoder::ClipVisionModel {
         &self.model
@@ -215,6 +226,16 @@ impl ClipTextEmbedder {
         self
     }
 
+    /// Runs the tower's dense layers at `precision` (see
+    /// [`clip_encoder::ClipTextModel::with_precision`]).
+    ///
+    /// # Errors
+    /// This CPU or device cannot compute at `precision`.
+    pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
+        self.model = self.model.with_precision(precision)?;
+        Ok(self)
+    }
+
     /// The wrapped model.
     pub fn model(&self) -> &clip_encoder::ClipTextModel {
         &self.model
@@ -265,6 +286,16 @@ impl SentenceTextEmbedder {
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         self.encoder = self.encoder.with_batch_size(batch_size);
         self
+    }
+
+    /// Runs the encoder's dense layers at `precision` (see
+    /// [`sentence_encoder::SentenceEncoder::with_precision`]).
+    ///
+    /// # Errors
+    /// This CPU or device cannot compute at `precision`.
+    pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
+        self.encoder = self.encoder.with_precision(precision)?;
+        Ok(self)
     }
 
     /// The wrapped encoder.

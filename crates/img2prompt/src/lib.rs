@@ -48,6 +48,7 @@ pub use builder::{BuildObserver, BuildProgress, BuildReport, IndexBuilder};
 #[cfg(feature = "cache")]
 pub use cache::{Fetched, KNOWN_MODELS, KnownModel, ModelCache};
 pub use checkpoint::{ModelKind, model_kind};
+pub use components::Precision;
 pub use components::{
     ClipImageEmbedder, ClipTextEmbedder, EmbeddingHead, Fusion, FusionOutput, Hit, ImageCaptioner,
     ImageEmbedder, IndexSearch, NeighbourSearch, SentenceTextEmbedder, TextEmbedder,

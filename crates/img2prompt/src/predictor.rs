@@ -17,6 +17,7 @@ use prompt_fusion::FusionConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::caption::{ModelCaptioner, index_captioner_dir};
+use crate::components::Precision;
 use crate::components::{
     ClipImageEmbedder, EmbeddingHead, Fusion, Hit, ImageCaptioner, ImageEmbedder, IndexSearch,
     NeighbourSearch, SentenceTextEmbedder, TextEmbedder,
@@ -45,6 +46,8 @@ pub struct OpenOptions {
     pub prompt: PromptChoice,
     /// Ignore the index's `captioner/` even when present: the text is then picked by `prompt`.
     pub no_captioner: bool,
+    /// The arithmetic of the encoders' dense layers (default f32; see [`Precision`]).
+    pub precision: Precision,
 }
 
 impl OpenOptions {
@@ -69,6 +72,12 @@ impl OpenOptions {
     /// These options picking the prompt text by `prompt` (when not composing).
     pub fn with_prompt(mut self, prompt: PromptChoice) -> Self {
         self.prompt = prompt;
+        self
+    }
+
+    /// These options running the encoders' dense layers at `precision`.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
         self
     }
 
@@ -316,7 +325,9 @@ impl Predictor {
         let with_head = !options.no_head && index_dir.join(HEAD_FILE).is_file();
         let (fusion, _) = resolve_fusion(index_dir, options.fusion, options.no_head)?;
         let mut builder = Predictor::builder()
-            .image_encoder(ClipImageEmbedder::load(&models.clip, device)?)
+            .image_encoder(
+                ClipImageEmbedder::load(&models.clip, device)?.with_precision(options.precision)?,
+            )
             .index(IndexSearch::open(index_dir)?)
             .fusion(fusion)
             .prompt_choice(options.prompt);
@@ -330,7 +341,9 @@ impl Predictor {
         }
         if let Some(compose) = options.compose {
             let sentence = models.sentence_dir("composing prompt texts")?;
-            builder = builder.compose(SentenceTextEmbedder::load(sentence, device)?, compose);
+            let sentence =
+                SentenceTextEmbedder::load(sentence, device)?.with_precision(options.precision)?;
+            builder = builder.compose(sentence, compose);
         }
         builder.build()
     }

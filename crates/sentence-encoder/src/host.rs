@@ -5,7 +5,9 @@
 use burn::module::Param;
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::Tensor;
-use host_kernels::{Attention, LayerNormWeights, SequenceSpan, Threads, from_burn};
+use host_kernels::{
+    Attention, LayerNormWeights, Precision, PrecisionUnavailable, SequenceSpan, Threads, from_burn,
+};
 
 use crate::config::{Activation, BertConfig, PoolingMode};
 use crate::error::{Error, Result};
@@ -95,6 +97,26 @@ impl HostBert {
             activation: config.activation(),
             max_positions: config.max_position_embeddings,
         })
+    }
+
+    /// Every dense layer at `precision`.
+    pub(crate) fn set_precision(
+        &mut self,
+        precision: Precision,
+    ) -> Result<(), PrecisionUnavailable> {
+        for l in &mut self.layers {
+            for dense in [&mut l.qkv, &mut l.attention_out, &mut l.up, &mut l.down] {
+                dense.set_precision(precision)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The dense layers' precision.
+    pub(crate) fn precision(&self) -> Precision {
+        self.layers
+            .first()
+            .map_or(Precision::F32, |l| l.qkv.precision())
     }
 
     fn width(&self) -> usize {

@@ -29,7 +29,7 @@ pub mod tokenize;
 pub mod weights;
 
 pub use config::{BertConfig, Pipeline, PoolingMode, SentenceBertConfig};
-pub use encoder::{DEFAULT_BATCH_SIZE, SentenceEncoder};
+pub use encoder::{DEFAULT_BATCH_SIZE, Precision, SentenceEncoder};
 pub use error::{Error, Result};
 pub use model::AttentionKernel;
 pub use tokenize::{SentenceTokenizer, TokenizedText};

@@ -168,3 +168,58 @@ fn host_kernels_and_burn_ops_both_match_sentence_transformers() {
     let again = burn.with_host_kernels(true).expect("host again");
     assert_eq!(again.encode_vecs(&refs).expect("host again"), a);
 }
+
+#[test]
+fn bf16_dense_layers_match_sentence_transformers_where_the_cpu_has_amx() {
+    use sentence_encoder::Precision;
+    let device = cpu_device();
+    let texts = fixture_texts();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let expected = fixture_embeddings();
+    let f32_encoder = SentenceEncoder::load(minilm_dir(), &device).expect("load");
+    assert_eq!(
+        f32_encoder.precision(),
+        Precision::F32,
+        "f32 is the default"
+    );
+    let exact = f32_encoder.encode_vecs(&refs).expect("f32 encode");
+    // bf16x3 keeps f32's bound; bf16 (8 significant bits) has its own.
+    for (precision, bound) in [(Precision::Bf16x3, 0.9999), (Precision::Bf16, 0.9998)] {
+        let encoder = SentenceEncoder::load(minilm_dir(), &device).expect("load");
+        if !precision.is_available() {
+            let err = encoder.with_precision(precision).expect_err("no AMX");
+            assert!(err.to_string().contains("AMX"), "{err}");
+            eprintln!("{precision} parity skipped: this CPU has no AMX-BF16");
+            return;
+        }
+        let encoder = encoder.with_precision(precision).expect("precision");
+        assert_eq!(encoder.precision(), precision);
+        let got = encoder.encode_vecs(&refs).expect("encode");
+        let mut differs = false;
+        let mut worst = 1f64;
+        for (i, ((g, x), e)) in got.iter().zip(&exact).zip(&expected).enumerate() {
+            let cos = cosine(g, e);
+            worst = worst.min(cos);
+            assert!(
+                cos >= bound,
+                "{precision}, text {i} {:?}: cosine {cos}",
+                texts[i]
+            );
+            differs |= g != x;
+        }
+        eprintln!("{precision}: cosine min {worst:.7}");
+        assert!(
+            differs,
+            "{precision} gave the f32 results bit for bit: not in use"
+        );
+        // Back to f32: the f32 results again.
+        let back = encoder.with_precision(Precision::F32).expect("f32");
+        assert_eq!(back.encode_vecs(&refs).expect("f32 again"), exact);
+        // Burn's ops have no bf16 path: a clear error, not a silent f32.
+        let burn = back.with_host_kernels(false).expect("burn ops");
+        let err = burn
+            .with_precision(precision)
+            .expect_err("bf16 on burn's ops");
+        assert!(err.to_string().contains("host kernels"), "{err}");
+    }
+}

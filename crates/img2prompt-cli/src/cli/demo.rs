@@ -146,6 +146,7 @@ pub(crate) fn run(models: &Models, args: &DemoArgs) -> Result<()> {
         },
         device: args.runtime.backend.unwrap_or_default().device()?,
         batch: args.runtime.batch,
+        precision: args.runtime.precision,
         head,
         sheet_images: args.sheet,
         pairs,

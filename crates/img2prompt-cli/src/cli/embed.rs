@@ -78,7 +78,8 @@ pub(crate) fn embed_text(models: &Models, args: &EmbedTextArgs) -> Result<()> {
         ModelKind::Sentence => {
             let load_start = Instant::now();
             let encoder = sentence_encoder::SentenceEncoder::load(&model_dir, &device)?
-                .with_batch_size(args.runtime.batch);
+                .with_batch_size(args.runtime.batch)
+                .with_precision(args.runtime.precision)?;
             let load_time = load_start.elapsed();
             let start = Instant::now();
             let flat = encoder.encode_flat(&refs)?;
@@ -87,7 +88,8 @@ pub(crate) fn embed_text(models: &Models, args: &EmbedTextArgs) -> Result<()> {
         ModelKind::Clip => {
             let load_start = Instant::now();
             let model = clip_encoder::ClipTextModel::load(&model_dir, &device)?
-                .with_batch_size(args.runtime.batch);
+                .with_batch_size(args.runtime.batch)
+                .with_precision(args.runtime.precision)?;
             let load_time = load_start.elapsed();
             let start = Instant::now();
             let (flat, [_, dim]) = clip_encoder::tensor_to_vec(model.embed_texts(&refs)?)?;
@@ -123,7 +125,8 @@ pub(crate) fn embed_image(models: &Models, args: &EmbedImageArgs) -> Result<()> 
     let device = backend.device()?;
     let load_start = Instant::now();
     let model = clip_encoder::ClipVisionModel::load(&model_dir, &device)?
-        .with_batch_size(args.runtime.batch);
+        .with_batch_size(args.runtime.batch)
+        .with_precision(args.runtime.precision)?;
     let load_time = load_start.elapsed();
     let start = Instant::now();
     let (flat, [rows, dim]) = clip_encoder::tensor_to_vec(model.embed_image_files(&args.images)?)?;

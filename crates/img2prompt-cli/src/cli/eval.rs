@@ -50,6 +50,7 @@ pub(crate) fn run(models: &Models, args: &EvalArgs) -> Result<()> {
         check_output_path(path, "json")?;
     }
     let (options, fusion, source) = args.fusion.open_options(&args.index, None)?;
+    let options = options.with_precision(args.runtime.precision);
     let pairs = read_pairs(&args.pairs)?;
     let device = args.runtime.backend.unwrap_or_default().device()?;
     let checkpoints = args.fusion.index_models(models, &args.index, true)?;

@@ -158,9 +158,12 @@ pub(crate) fn build(models: &Models, args: &IndexBuildArgs) -> Result<()> {
     let clip_dir = models.resolve(&args.clip)?;
     let sentence_dir = models.resolve(&args.sentence)?;
     let device = args.runtime.backend.unwrap_or_default().device()?;
-    let clip = ClipTextEmbedder::load(&clip_dir, &device)?.with_batch_size(args.runtime.batch);
-    let sentence =
-        SentenceTextEmbedder::load(&sentence_dir, &device)?.with_batch_size(args.runtime.batch);
+    let clip = ClipTextEmbedder::load(&clip_dir, &device)?
+        .with_batch_size(args.runtime.batch)
+        .with_precision(args.runtime.precision)?;
+    let sentence = SentenceTextEmbedder::load(&sentence_dir, &device)?
+        .with_batch_size(args.runtime.batch)
+        .with_precision(args.runtime.precision)?;
 
     let display = BuildDisplay::auto();
     let mut builder = IndexBuilder::new(&clip, &sentence)
@@ -201,7 +204,9 @@ pub(crate) fn train(models: &Models, args: &IndexTrainArgs) -> Result<()> {
     corpus.ensure_prompt()?;
     let clip_dir = models.resolve(&args.clip)?;
     let device = args.runtime.backend.unwrap_or_default().device()?;
-    let clip = ClipTextEmbedder::load(&clip_dir, &device)?.with_batch_size(args.runtime.batch);
+    let clip = ClipTextEmbedder::load(&clip_dir, &device)?
+        .with_batch_size(args.runtime.batch)
+        .with_precision(args.runtime.precision)?;
     let report = train_quantizer(&clip, corpus, &spec, args.sample, &args.out)?;
     eprintln!("index train: {report}");
     Ok(())

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 use img2prompt::compose::PromptChoice;
 use img2prompt::index_models::IndexModel;
-use img2prompt::{Backend, Error, Result};
+use img2prompt::{Backend, Error, Precision, Result};
 
 use crate::models::Models;
 
@@ -101,6 +101,12 @@ pub struct RuntimeArgs {
     /// Texts (or images) run through the model at once.
     #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     pub batch: usize,
+    /// Arithmetic of the encoders' dense layers: f32; bf16x3 (values split into two bf16 parts,
+    /// three products summed in f32 on Intel AMX tiles: f32's accuracy); or bf16 (one product
+    /// of bf16-rounded values: fastest, cosine ~0.9998 to f32). bf16x3 and bf16 need a CPU with
+    /// AMX-BF16 (Xeon Sapphire Rapids or later).
+    #[arg(long, default_value = "f32", value_parser = parse_precision)]
+    pub precision: Precision,
 }
 
 /// Fusion options shared by `predict`, `eval` and `serve`, the prompt choice, and the model
@@ -145,6 +151,10 @@ pub(crate) fn decode_images(paths: &[PathBuf]) -> Result<Vec<img2prompt::image::
         .par_iter()
         .map(img2prompt::decode_image_file)
         .collect()
+}
+
+pub(crate) fn parse_precision(s: &str) -> Result<Precision, String> {
+    s.parse()
 }
 
 pub(crate) fn parse_backend(s: &str) -> Result<Backend, String> {

@@ -62,6 +62,7 @@ pub(crate) fn run(models: &Models, args: &PredictArgs) -> Result<()> {
     let (options, fusion, source) = args
         .fusion
         .open_options(&args.index, args.compose.then(ComposeOptions::default))?;
+    let options = options.with_precision(args.runtime.precision);
     let device = args.runtime.backend.unwrap_or_default().device()?;
     let start = Instant::now();
     let checkpoints = args

@@ -23,7 +23,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 use self::engine::{Engine, EngineOptions, Models as EngineModels};
 use self::http::{AppState, Limits};
-use crate::cli::{FusionArgs, at_least_one, parse_backend, positive};
+use crate::cli::{FusionArgs, at_least_one, parse_backend, parse_precision, positive};
 use crate::models::Models;
 
 /// `serve` arguments.
@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// Backend: ndarray, flex, cpu, wgpu or cuda (default: the fastest CPU backend compiled in).
     #[arg(long, value_parser = parse_backend)]
     pub backend: Option<img2prompt::Backend>,
+    /// Arithmetic of the encoders' dense layers: f32, bf16x3 or bf16 (the last two on Intel AMX
+    /// CPUs only; see `embed-image --help`).
+    #[arg(long, default_value = "f32", value_parser = parse_precision)]
+    pub precision: img2prompt::Precision,
     /// Images run through the image tower at once, at most (dynamic batching; 1 turns it off).
     #[arg(long, default_value_t = 16, value_parser = at_least_one)]
     pub max_batch: usize,
@@ -107,6 +111,7 @@ pub(crate) fn run(models: &Models, args: &ServeArgs) -> Result<()> {
     let (options, fusion, source) = args
         .fusion
         .open_options(&args.index, args.compose.then(ComposeOptions::default))?;
+    let options = options.with_precision(args.precision);
     let device = args.backend.unwrap_or_default().device()?;
     let checkpoints = args.fusion.index_models(models, &args.index, true)?;
     let engine_options = EngineOptions {
@@ -168,8 +173,14 @@ pub(crate) fn run(models: &Models, args: &ServeArgs) -> Result<()> {
             let loaded = (|| -> Result<Engine> {
                 let predictor = Predictor::open(&index, &checkpoints, &options, &device)?;
                 let sentence_dir = checkpoints.sentence_dir("embedding texts")?;
-                let sentence = Arc::new(SentenceTextEmbedder::load(sentence_dir, &device)?);
-                let clip_text = Arc::new(ClipTextEmbedder::load(&checkpoints.clip, &device)?);
+                let sentence = Arc::new(
+                    SentenceTextEmbedder::load(sentence_dir, &device)?
+                        .with_precision(options.precision)?,
+                );
+                let clip_text = Arc::new(
+                    ClipTextEmbedder::load(&checkpoints.clip, &device)?
+                        .with_precision(options.precision)?,
+                );
                 let models = EngineModels {
                     predictor,
                     fusion,
