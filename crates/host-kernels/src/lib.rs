@@ -8,7 +8,7 @@
 //! - [`Linear`]: `x · W + b` through the `gemm` crate (the GEMM burn's flex backend uses), with
 //!   the bias and an optional residual accumulated in place;
 //! - [`layer_norm`]: LayerNorm over rows, in place;
-//! - [`attention`]: multi-head attention over *ragged* batches (sequences packed back to back,
+//! - [`attention()`]: multi-head attention over *ragged* batches (sequences packed back to back,
 //!   no padding computed), reading Q, K and V straight out of one fused projection;
 //! - [`activation`]: exact (erf) GELU, tanh GELU and quick-GELU, vectorised.
 //!
