@@ -252,13 +252,16 @@ fn precision_is_checked_and_bf16_stays_close_to_sentence_transformers() {
         stderr(&run)
     );
     assert!(!output.exists());
-    // Whether this CPU has AMX-BF16 decides which answer is right; the binary must agree.
-    let amx = std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.contains(" amx_bf16"));
+    // Whether this CPU (and kernel) grant the AMX tiles decides which answer is right: the
+    // library's own detector is tested in host-kernels; here either outcome must be whole.
     for (precision, bound) in [("bf16x3", 0.9999), ("bf16", 0.9998)] {
         let (run, output) = run_at(precision);
-        if !amx {
-            assert!(!run.status.success(), "{precision} ran without AMX");
-            assert!(stderr(&run).contains("AMX"), "{}", stderr(&run));
+        if !run.status.success() {
+            assert!(
+                stderr(&run).contains("needs Intel AMX-BF16"),
+                "{precision}: {}",
+                stderr(&run)
+            );
             assert!(!output.exists());
             continue;
         }
