@@ -188,8 +188,17 @@ impl TileConfig {
     }
 }
 
-/// `out[r, j] += Σ_k x[r, k] · W[k, j]` for the rows of `x` (`[rows, k]`), bf16 products summed
-/// in f32. `out` is `[rows, n]`, row-major.
+/// How a product block reaches the output: written or added, with the bias or without.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Epilogue<'a> {
+    /// Add onto what `out` holds (a residual) instead of overwriting it.
+    pub(crate) accumulate: bool,
+    /// Added to every row (`[n]`).
+    pub(crate) bias: Option<&'a [f32]>,
+}
+
+/// `out[r, j] (+)= Σ_k x[r, k] · W[k, j] + bias[j]` for the rows of `x` (`[rows, k]`), bf16
+/// products summed in f32 (see [`Epilogue`]). `out` is `[rows, n]`, row-major.
 ///
 /// Rows go 32 at a time: converted to bf16 into a per-thread block that stays in L1, then
 /// multiplied by every 32-column panel of `W` (from L2); each 32x32 result leaves the tiles
@@ -197,11 +206,14 @@ impl TileConfig {
 ///
 /// # Panics
 /// If [`available`] is false or the shapes disagree.
-pub(crate) fn gemm_accumulate(x: &[f32], w: &PackedBf16, out: &mut [f32]) {
+pub(crate) fn gemm(x: &[f32], w: &PackedBf16, out: &mut [f32], epilogue: Epilogue<'_>) {
     assert!(available(), "AMX-BF16 is not available on this CPU");
     let rows = x.len() / w.k;
     assert_eq!(x.len(), rows * w.k);
     assert_eq!(out.len(), rows * w.n);
+    if let Some(bias) = epilogue.bias {
+        assert_eq!(bias.len(), w.n);
+    }
     if rows == 0 {
         return;
     }
@@ -232,9 +244,24 @@ pub(crate) fn gemm_accumulate(x: &[f32], w: &PackedBf16, out: &mut [f32]) {
                         w.k_pad / K_STEP,
                     );
                     let n_len = BLOCK.min(w.n.saturating_sub(n0));
+                    let bias = epilogue.bias.map(|b| &b[n0..n0 + n_len]);
                     for (r, acc) in scratch.chunks_exact(BLOCK).take(m_len).enumerate() {
                         let row = &mut out[(m0 + r) * w.n + n0..][..n_len];
-                        row.iter_mut().zip(acc).for_each(|(o, &v)| *o += v);
+                        let acc = &acc[..n_len];
+                        match (epilogue.accumulate, bias) {
+                            (false, None) => row.copy_from_slice(acc),
+                            (false, Some(b)) => {
+                                for ((o, &v), &b) in row.iter_mut().zip(acc).zip(b) {
+                                    *o = v + b;
+                                }
+                            }
+                            (true, None) => row.iter_mut().zip(acc).for_each(|(o, &v)| *o += v),
+                            (true, Some(b)) => {
+                                for ((o, &v), &b) in row.iter_mut().zip(acc).zip(b) {
+                                    *o += v + b;
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -380,11 +407,20 @@ mod tests {
             let packed = PackedBf16::new(&w, k, n, Split::One);
             let mut out: Vec<f32> = (0..rows * n).map(|i| i as f32 * 0.01).collect();
             let before = out.clone();
-            gemm_accumulate(&x, &packed, &mut out);
+            let add = Epilogue {
+                accumulate: true,
+                bias: None,
+            };
+            gemm(&x, &packed, &mut out, add);
             // Three products: error ~2^-16 of the terms' magnitudes (one product: ~2^-9), so
             // both bounded by Σ|x·w| and the split at least 30x closer to the exact product.
             let mut split = before.clone();
-            gemm_accumulate(&x, &PackedBf16::new(&w, k, n, Split::Three), &mut split);
+            gemm(
+                &x,
+                &PackedBf16::new(&w, k, n, Split::Three),
+                &mut split,
+                add,
+            );
             let (mut worst_one, mut worst_three) = (0f64, 0f64);
             for r in 0..rows {
                 for j in 0..n {

@@ -174,11 +174,15 @@ impl Linear {
     fn block(&self, x: &[f32], out: &mut [f32], mode: Mode, parallelism: gemm::Parallelism) {
         let rows = x.len() / self.d_in;
         debug_assert_eq!(out.len(), rows * self.d_out);
+        if let Some(packed) = &self.bf16 {
+            // The bias and the residual are applied as each tile block is written out.
+            let epilogue = crate::amx::Epilogue {
+                accumulate: matches!(mode, Mode::Accumulate),
+                bias: self.bias.as_deref(),
+            };
+            return crate::amx::gemm(x, packed, out, epilogue);
+        }
         let read_dst = match (mode, &self.bias) {
-            (Mode::Overwrite, None) if self.bf16.is_some() => {
-                out.fill(0.0);
-                true
-            }
             (Mode::Overwrite, None) => false,
             (Mode::Overwrite, Some(b)) => {
                 out.chunks_exact_mut(self.d_out)
@@ -193,9 +197,6 @@ impl Linear {
                 true
             }
         };
-        if let Some(packed) = &self.bf16 {
-            return crate::amx::gemm_accumulate(x, packed, out);
-        }
         // SAFETY: `x` is [rows, d_in], `W` is [d_in, d_out] and `out` is [rows, d_out], all
         // row-major (checked by the callers); the buffers do not overlap (`out` is borrowed
         // mutably).
