@@ -245,18 +245,8 @@ impl ClipVisionModel {
     /// [`Error::Backend`] when the host kernels are off (a GPU device) for a precision other
     /// than f32, or this CPU cannot compute at `precision`.
     pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
-        match &mut self.host {
-            Some(host) => host
-                .set_precision(precision)
-                .map_err(|e| Error::Backend(e.to_string()))?,
-            None if precision == Precision::F32 => {}
-            None => {
-                return Err(Error::Backend(format!(
-                    "precision {precision} runs on the host kernels, which are off for this \
-                     model (a GPU device, or with_host_kernels(false))"
-                )));
-            }
-        }
+        host_kernels::set_host_precision(self.host.as_mut(), precision, HostVision::set_precision)
+            .map_err(Error::Backend)?;
         Ok(self)
     }
 
@@ -482,18 +472,8 @@ impl ClipTextModel {
     /// [`Error::Backend`] when the host kernels are off (a GPU device) for a precision other
     /// than f32, or this CPU cannot compute at `precision`.
     pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
-        match &mut self.host {
-            Some(host) => host
-                .set_precision(precision)
-                .map_err(|e| Error::Backend(e.to_string()))?,
-            None if precision == Precision::F32 => {}
-            None => {
-                return Err(Error::Backend(format!(
-                    "precision {precision} runs on the host kernels, which are off for this \
-                     model (a GPU device, or with_host_kernels(false))"
-                )));
-            }
-        }
+        host_kernels::set_host_precision(self.host.as_mut(), precision, HostText::set_precision)
+            .map_err(Error::Backend)?;
         Ok(self)
     }
 

@@ -92,6 +92,27 @@ impl std::str::FromStr for Precision {
     }
 }
 
+/// Sets `precision` on a model's host weights through `set`. A model without host weights runs
+/// burn's ops, which compute in f32 only: any other precision is refused, with a message saying
+/// why.
+///
+/// # Errors
+/// The message for the caller's error type.
+pub fn set_host_precision<H>(
+    host: Option<&mut H>,
+    precision: Precision,
+    set: impl FnOnce(&mut H, Precision) -> Result<(), PrecisionUnavailable>,
+) -> Result<(), String> {
+    match host {
+        Some(host) => set(host, precision).map_err(|e| e.to_string()),
+        None if precision == Precision::F32 => Ok(()),
+        None => Err(format!(
+            "precision {precision} runs on the host kernels, which are off for this model (a GPU \
+             device, or with_host_kernels(false))"
+        )),
+    }
+}
+
 /// A [`Precision`] this machine cannot compute at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PrecisionUnavailable(pub Precision);
