@@ -55,7 +55,8 @@ pub(crate) fn run(models: &Models, args: &EvalArgs) -> Result<()> {
     let device = args.runtime.backend.unwrap_or_default().device()?;
     let checkpoints = args.fusion.index_models(models, &args.index, true)?;
     let predictor = Predictor::open(&args.index, &checkpoints, &options, &device)?;
-    let sentence = SentenceTextEmbedder::load(checkpoints.sentence_dir("evaluation")?, &device)?;
+    let sentence = SentenceTextEmbedder::load(checkpoints.sentence_dir("evaluation")?, &device)?
+        .with_precision(options.precision)?;
     let start = Instant::now();
     let mut queries = Vec::new();
     let mut captions = Vec::new();
